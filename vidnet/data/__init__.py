@@ -1,0 +1,1 @@
+"""Data: the frames.db store, conversion, sampling, transforms and datasets."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, multi-view testing and reports (filled by the evaluation issue)."""

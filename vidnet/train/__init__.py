@@ -1,0 +1,1 @@
+"""Training engine (filled by the training issue)."""
