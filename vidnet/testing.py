@@ -1,0 +1,73 @@
+"""Deterministic fixtures shared by tests: parity weights and clips as `shared/reference/parity` defines them.
+
+The parity fixtures were produced by the original implementations filled with these exact values, so a
+vidnet model that loads the same values under the original key names must produce the same logits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["parity_value", "parity_state_dict", "parity_clip", "load_parity_fixture", "parity_dir"]
+
+
+def parity_value(key: str, shape: list[int] | tuple[int, ...], dtype: str = "float32") -> torch.Tensor:
+    """The deterministic value of one original state-dict entry (see parity/README.md)."""
+    shape = tuple(int(s) for s in shape)
+    n = int(np.prod(shape)) if shape else 1
+    if key.endswith("num_batches_tracked"):
+        return torch.zeros(shape, dtype=torch.int64)
+    phase = (zlib.crc32(key.encode("utf-8")) % 10007) / 10007 * 2 * math.pi
+    v = np.sin(0.61803 * np.arange(n, dtype=np.float64) + phase)
+    if "bias_ih" in key or "bias_hh" in key:
+        v = np.full(n, 1.5)
+    elif key.endswith("running_var"):
+        v = 1 + 0.25 * (v + 1)
+    elif key.endswith("running_mean"):
+        v = 0.05 * v
+    elif len(shape) == 1 and key.endswith("weight"):
+        v = 1 + 0.1 * v
+    elif len(shape) <= 1:
+        v = 0.05 * v
+    else:
+        fan_in = int(np.prod(shape[1:]))
+        v = v * math.sqrt(6 / fan_in)
+    out = torch.from_numpy(v.reshape(shape)).to(torch.float32)
+    return out if dtype.startswith("float") else out.to(getattr(torch, dtype))
+
+
+def parity_state_dict(fixture: dict) -> dict[str, torch.Tensor]:
+    """The original-keyed state dict of a parity fixture, filled with :func:`parity_value`."""
+    return {k: parity_value(k, shape, dtype) for k, shape, dtype in fixture["state_dict"]}
+
+
+def parity_clip(shape: tuple[int, ...] = (2, 3, 16, 112, 112)) -> torch.Tensor:
+    """The deterministic input clip of the parity fixtures: ``x[b].flat[i] = sin(0.017*(1+0.37*b)*i + b)``."""
+    per = int(np.prod(shape[1:]))
+    i = np.arange(per, dtype=np.float64)
+    rows = [np.sin(0.017 * (1 + 0.37 * b) * i + b).reshape(shape[1:]) for b in range(shape[0])]
+    return torch.from_numpy(np.stack(rows)).to(torch.float32)
+
+
+def parity_dir() -> Path | None:
+    """Where the parity fixtures live: ``$VIDNET_PARITY_DIR`` or ``../shared/reference/parity`` beside the repo."""
+    env = os.environ.get("VIDNET_PARITY_DIR")
+    candidates = [Path(env)] if env else []
+    repo = Path(__file__).resolve().parents[1]
+    candidates += [repo.parent / "shared" / "reference" / "parity", repo / "shared" / "reference" / "parity"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def load_parity_fixture(name: str) -> dict | None:
+    """Load ``<parity_dir>/<name>.json``, or None when the fixtures are not available."""
+    d = parity_dir()
+    if d is None or not (d / f"{name}.json").is_file():
+        return None
+    return json.loads((d / f"{name}.json").read_text())
