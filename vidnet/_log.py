@@ -10,6 +10,19 @@ import coloredlogs
 _FMT = "%(asctime)s %(levelname)s %(message)s"
 
 
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is now, so a live progress display that redirects it stays intact."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
     """Configure the ``vidnet`` logger.
 
@@ -21,7 +34,7 @@ def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
     logger = logging.getLogger("vidnet")
     logger.handlers.clear()
     logger.propagate = False
-    coloredlogs.install(level=level, logger=logger, fmt=_FMT, datefmt="%H:%M:%S", stream=sys.stderr,
+    coloredlogs.install(level=level, logger=logger, fmt=_FMT, datefmt="%H:%M:%S", stream=_Stderr(),
                         isatty=sys.stderr.isatty())
     if log_file:
         handler = logging.FileHandler(log_file)

@@ -71,3 +71,32 @@ def load_parity_fixture(name: str) -> dict | None:
     if d is None or not (d / f"{name}.json").is_file():
         return None
     return json.loads((d / f"{name}.json").read_text())
+
+
+def moving_frames(n: int = 12, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    """RGB uint8 ``[n, H, W, 3]`` frames of a texture sliding right two pixels per frame.
+
+    The texture has the statistics of natural footage: detailed luminance, smooth and moderate colour
+    (chroma detail is what 4:2:0 video and JPEG both discard, so saturated colour noise would measure the
+    codecs' chroma loss rather than the store).
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    size = (width * 2, height)
+    luma = cv2.resize(rng.uniform(0, 255, (height // 4, width // 2)).astype(np.float32), size,
+                      interpolation=cv2.INTER_CUBIC)
+    tint = cv2.resize(rng.uniform(0, 255, (3, 6, 3)).astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
+    big = np.clip(0.7 * luma[..., None] + 0.3 * tint, 0, 255).astype(np.uint8)
+    return np.stack([big[:, 2 * i % width : 2 * i % width + width] for i in range(n)])
+
+
+def write_test_video(path: str | os.PathLike, n: int = 12, *, height: int = 48, width: int = 64, fps: int = 25,
+                     codec: str = "libx264", faststart: bool = False, seed: int = 0) -> np.ndarray:
+    """Write a tiny real video with PyAV; returns the frames it encoded."""
+    from vidnet.data.sample import write_video
+
+    frames = moving_frames(n, height, width, seed)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_video(Path(path), frames, fps, codec, faststart=faststart)
+    return frames

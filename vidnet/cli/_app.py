@@ -1,10 +1,42 @@
-"""The Typer application object; command modules attach their commands to it."""
+"""The Typer application object; command modules attach their commands to it.
+
+Every command is wrapped so that a :class:`~vidnet.errors.VidnetError` becomes one line on stderr
+(``error: <file>: <reason>``) and the error's exit code, never a traceback; Ctrl-C exits with 130.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import typer
 
-app = typer.Typer(
+from vidnet.errors import VidnetError
+
+
+class _App(typer.Typer):
+    def command(self, *args, **kwargs) -> Callable:
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: Callable) -> Callable:
+            @functools.wraps(fn)
+            def run(*a, **k):
+                try:
+                    return fn(*a, **k)
+                except VidnetError as err:
+                    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+                    raise typer.Exit(err.exit_code) from None
+                except KeyboardInterrupt:
+                    typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+                    raise typer.Exit(130) from None
+
+            register(run)
+            return run
+
+        return decorator
+
+
+app = _App(
     name="vidnet",
     help="Video action recognition with a fast SQLite frame store.",
     no_args_is_help=True,

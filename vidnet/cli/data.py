@@ -1,11 +1,23 @@
-"""Data commands: sample, convert, info, quickstart (filled below as they land)."""
+"""Data commands: ``sample``, ``convert``, ``info``, ``quickstart`` and ``version``."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
 
 from vidnet import __version__
+from vidnet._log import setup_logging
 from vidnet.cli._app import app
+from vidnet.cli._progress import console, make_progress
+from vidnet.errors import VidnetError
+
+Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-v, -vv).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
 
 
 @app.command()
@@ -15,3 +27,214 @@ def version() -> None:
     import torch
 
     typer.echo(f"vidnet {__version__} (torch {torch.__version__}, numpy {numpy.__version__})")
+
+
+@app.command()
+def sample(
+    dst: Annotated[Path, typer.Argument(help="Folder to write the videos, index.csv and labels.json into.")],
+    classes: Annotated[int, typer.Option(help="Number of motion classes (2-8).")] = 8,
+    videos_per_class: Annotated[int, typer.Option(help="Videos in each class.")] = 40,
+    min_frames: Annotated[int, typer.Option(help="Shortest video in frames.")] = 32,
+    max_frames: Annotated[int, typer.Option(help="Longest video in frames.")] = 64,
+    width: Annotated[int, typer.Option(help="Frame width (even).")] = 128,
+    height: Annotated[int, typer.Option(help="Frame height (even).")] = 96,
+    val_fraction: Annotated[float, typer.Option(help="Share of each class in split 'val'.")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same dataset).")] = 0,
+    workers: Annotated[int, typer.Option(help="Processes (0 = all cores).")] = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Generate the embedded sample dataset: classes that differ only in motion, as real video files."""
+    from vidnet.data.sample import SampleOptions, make_sample_dataset
+
+    setup_logging(-1 if quiet else 0)
+    opts = SampleOptions(classes, videos_per_class, min_frames, max_frames, width, height, 25, val_fraction,
+                         seed, workers)
+    t0 = time.perf_counter()
+    with make_progress() as progress:
+        task = progress.add_task("sample", total=classes * videos_per_class, info="")
+        rows = make_sample_dataset(dst, opts, on_progress=lambda _row: progress.advance(task))
+    n_val = sum(r.split == "val" for r in rows)
+    console.print(f"wrote {len(rows)} videos ({len(rows) - n_val} train, {n_val} val) in {classes} classes "
+                  f"to {dst} in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="Input dataset: SRC/<label>/<video> (videos, frame folders, "
+                                             "HDF5 files or frames.db stores).")],
+    dst: Annotated[Path | None, typer.Argument(help="Output root: DST/<label>/<video_id>/frames.db, "
+                                                    "index.csv, labels.json.")] = None,
+    layout: Annotated[str, typer.Option(help="auto, videos, frames, hdf5 or db.")] = "auto",
+    short_side: Annotated[int | None, typer.Option(help="Resize so the shorter side is N pixels, keeping the "
+                                                        "aspect ratio (default: keep the size).")] = None,
+    quality: Annotated[int, typer.Option(help="JPEG quality of (re-)encoded frames.")] = 90,
+    fps: Annotated[float | None, typer.Option(help="Resample videos to this frame rate.")] = None,
+    workers: Annotated[int, typer.Option(help="Parallel processes (0 = all cores).")] = 0,
+    index: Annotated[Path | None, typer.Option(help="Index naming the videos (source column), labels and "
+                                                    "splits; default SRC/index.csv when it exists.")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Without an index: share of each class put in split "
+                                                     "'val' by a stable hash of the id.")] = 0.0,
+    overwrite: Annotated[bool, typer.Option(help="Redo stores that are already complete.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit non-zero if any input fails.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Convert at most N videos (for a trial run).")] = None,
+    in_place: Annotated[bool, typer.Option(help="dataset2database trees: validate the stores where they are "
+                                                "and add n_frames and the index files to SRC.")] = False,
+    checksum: Annotated[bool, typer.Option(help="Record each source file's sha256 in its store.")] = True,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Convert a video dataset into one frames.db store per video plus index.csv and labels.json.
+
+    Resumable: an interrupted run leaves no half-written store, and a re-run skips finished videos.
+    Bad inputs are listed in DST/convert-errors.csv; the exit code is 0 unless nothing converted or --strict.
+    """
+    from vidnet.data.ingest import ConvertOptions, convert_dataset
+
+    setup_logging(-1 if quiet else verbose)
+    opts = ConvertOptions(layout=layout, short_side=short_side, quality=quality, fps=fps, workers=workers,
+                          overwrite=overwrite, strict=strict, limit=limit, index=index, val_fraction=val_fraction,
+                          in_place=in_place, checksum=checksum)
+    progress = make_progress()
+    task = None
+    t0 = time.perf_counter()
+
+    def on_start(n: int) -> None:  # the bar appears once the inputs are listed and checked
+        nonlocal task
+        progress.start()
+        task = progress.add_task("convert", total=n, info="")
+
+    def on_progress(_res, s) -> None:
+        rate = s.frames / max(1e-9, time.perf_counter() - t0)
+        info = f"{rate:,.0f} frames/s"
+        if s.failed:
+            info += f" [red]{s.failed} failed[/red]"
+        progress.update(task, advance=1, info=info)
+
+    try:
+        summary = convert_dataset(src, dst, opts, on_progress=on_progress, on_start=on_start)
+    finally:
+        progress.stop()
+    out = src if in_place else dst
+    if summary.interrupted:
+        done = summary.converted + summary.skipped
+        console.print(f"[yellow]interrupted[/yellow] after {done} of {summary.total} videos; "
+                      "run the same command again to finish (finished stores are kept)")
+        raise typer.Exit(130)
+    rate = summary.frames / max(summary.seconds, 1e-9)
+    console.print(
+        f"{summary.converted} converted, {summary.skipped} already done, [red]{summary.failed} failed[/red], "
+        f"{summary.warnings} warnings; {summary.frames:,} frames in {summary.seconds:.1f} s ({rate:,.0f} frames/s)"
+        f"\nindex: {out}/index.csv  labels: {out}/labels.json"
+        + (f"  problems: {out}/convert-errors.csv" if summary.problems else "")
+    )
+    if summary.converted + summary.skipped == 0:
+        raise VidnetError(f"{src}: nothing converted ({summary.failed} failed; see {out}/convert-errors.csv)")
+    if strict and summary.failed:
+        raise VidnetError(f"{summary.failed} input(s) failed and --strict was given (see {out}/convert-errors.csv)")
+
+
+def _print_store(rep) -> None:
+    table = Table(title=rep.path, show_header=False)
+    for key in ("n_frames", "width", "height", "fps", "bytes", "writer", "vidnet_format", "source_name",
+                "source_size", "source_checksum", "jpeg_quality", "n_frames_file"):
+        table.add_row(key, str(getattr(rep, key)))
+    for note in rep.notes:
+        table.add_row("note", note)
+    table.add_row("valid", "[green]yes: every frame decodes[/green]" if rep.ok else
+                  "[red]no[/red]: " + "; ".join(rep.problems[:5]))
+    console.print(table)
+
+
+def _print_dataset(rep) -> None:
+    table = Table(title=f"dataset {rep.root}", show_header=False)
+    table.add_row("videos", f"{rep.videos:,}")
+    table.add_row("classes", str(rep.classes))
+    table.add_row("frames", f"{rep.frames:,}")
+    table.add_row("bytes on disk", f"{rep.bytes:,} ({rep.bytes / 2**20:.1f} MiB)")
+    table.add_row("frame sizes", ", ".join(f"{k} ({v})" for k, v in rep.frame_sizes.items()))
+    if rep.shortest:
+        table.add_row("shortest", f"{rep.shortest[0]} ({rep.shortest[1]} frames)")
+        table.add_row("longest", f"{rep.longest[0]} ({rep.longest[1]} frames)")
+    table.add_row("splits", ", ".join(f"{k}: {v}" for k, v in rep.per_split.items()))
+    table.add_row("conversion failures", f"{rep.failures} ({rep.warnings} warnings)")
+    if rep.missing_stores:
+        table.add_row("[red]missing stores[/red]", f"{len(rep.missing_stores)}: {', '.join(rep.missing_stores[:5])}")
+    if rep.bad_stores:
+        table.add_row("[red]bad stores[/red]", f"{len(rep.bad_stores)}: {', '.join(list(rep.bad_stores)[:5])}")
+    console.print(table)
+    per_class = Table(title="videos per class")
+    per_class.add_column("class")
+    per_class.add_column("videos", justify="right")
+    for label, n in rep.per_class.items():
+        per_class.add_row(label, str(n))
+    console.print(per_class)
+
+
+@app.command()
+def info(
+    path: Annotated[Path, typer.Argument(help="A converted dataset (with index.csv), or one frames.db.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    verify: Annotated[bool, typer.Option(help="Decode every frame of every store (always on for one store).")
+                      ] = False,
+) -> None:
+    """Describe a converted dataset or a single frames.db store, and check that it is sound."""
+    from dataclasses import asdict
+
+    from vidnet.data.inspect import inspect_dataset, inspect_store
+    from vidnet.data.store import STORE_NAME
+
+    setup_logging(0)
+    single = path.suffix == ".db" or (path.is_dir() and (path / STORE_NAME).is_file()
+                                      and not (path / "index.csv").is_file())
+    if single:
+        rep = inspect_store(path, verify=True)
+        if as_json:
+            typer.echo(json.dumps({**asdict(rep), "ok": rep.ok}, indent=2))
+        else:
+            _print_store(rep)
+        if not rep.ok:
+            raise typer.Exit(1)
+        return
+    rep = inspect_dataset(path, verify=verify)
+    if as_json:
+        typer.echo(json.dumps(rep.to_dict(), indent=2))
+    else:
+        _print_dataset(rep)
+    if rep.bad_stores or rep.missing_stores:
+        raise typer.Exit(1)
+
+
+@app.command()
+def quickstart(
+    workdir: Annotated[Path, typer.Option("--dir", help="Working folder.")] = Path("vidnet-quickstart"),
+    workers: Annotated[int, typer.Option(help="Processes (0 = all cores).")] = 0,
+) -> None:
+    """The main job on the embedded sample dataset: generate it, convert it, describe it, read clips."""
+    import numpy as np
+
+    from vidnet.data.index import read_index
+    from vidnet.data.store import FrameStore
+
+    setup_logging(0)
+    videos, frames = workdir / "videos", workdir / "frames"
+    t0 = time.perf_counter()
+    console.rule("1. sample dataset")
+    if (videos / "index.csv").is_file():
+        console.print(f"reusing {videos} (delete it to generate again)")
+    else:
+        sample(videos, workers=workers, quiet=True)
+    console.rule("2. convert to frames.db stores")
+    convert(videos, frames, workers=workers, quiet=True)
+    console.rule("3. info")
+    info(frames)
+    console.rule("4. read clips")
+    rows = [r for r in read_index(frames / "index.csv") if r.split == "val"][:4]
+    for row in rows:
+        with FrameStore(frames / row.path) as store:
+            idx = np.linspace(0, len(store) - 1, 16).round().astype(int)
+            t = time.perf_counter()
+            clip = store.get_frames(idx)
+            ms = (time.perf_counter() - t) * 1e3
+        console.print(f"{row.label:>11s}/{row.id}: {len(store)} frames -> clip {tuple(clip.shape)} uint8 RGB "
+                      f"(frames {idx[0]}..{idx[-1]}) in {ms:.1f} ms, one SQL query")
+    console.print(f"[green]quickstart done[/green] in {time.perf_counter() - t0:.1f} s; data in {workdir}/")

@@ -1,0 +1,681 @@
+"""``vidnet convert``: turn a dataset of videos into one frames.db store per video plus a dataset index.
+
+Input layouts (detected, or forced with ``layout``):
+
+* ``videos``: ``SRC/<label>/<video>.<ext>`` for the extensions in :data:`VIDEO_EXTENSIONS`;
+* ``frames``: ``SRC/<label>/<video_id>/*.jpg|*.jpeg|*.png`` (pre-extracted frames; JPEG bytes are kept
+  as they are when no resize is asked);
+* ``hdf5``: ``SRC/<label>/<video>.h5|.hdf5`` each holding a ``video`` dataset ``[T, H, W, 3]`` uint8 RGB;
+* ``db``: an existing dataset2database tree, ``SRC/<label>/<video_id>/frames.db``.
+
+Labels and splits come from an index (``--index FILE``, or ``SRC/index.csv`` when it exists, as written by
+``vidnet sample`` and ``vidnet prepare``: its ``source`` column names each video relative to ``SRC``);
+otherwise from the class folders, with an optional deterministic validation split.
+
+The run is resumable and atomic: each store is written to a temporary file and renamed into place only when
+complete; a re-run skips videos whose store is complete and made from the same source (same size), and
+redoes the rest. Bad inputs never stop the run: each becomes a row of ``DST/convert-errors.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import multiprocessing as mp
+import os
+import re
+import signal
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import simplejpeg
+
+from vidnet._io import atomic_write_text
+from vidnet._log import get_logger
+from vidnet.data.index import (
+    IndexRow,
+    label_map,
+    read_index,
+    read_labels,
+    video_dir_name,
+    write_index,
+    write_labels,
+)
+from vidnet.data.store import (
+    STORE_NAME,
+    FrameStore,
+    StoreMeta,
+    StoreWriter,
+    is_complete_store,
+    read_n_frames_file,
+    remove_stale_temporaries,
+    write_n_frames_file,
+)
+from vidnet.data.video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, iter_video_frames, probe_video
+from vidnet.errors import StoreError, UsageError, VidnetError
+
+__all__ = ["ConvertOptions", "ConvertSummary", "Job", "JobResult", "discover", "convert_dataset", "convert_one"]
+
+log = get_logger(__name__)
+
+Layout = Literal["auto", "videos", "frames", "hdf5", "db"]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+HDF5_EXTENSIONS = (".h5", ".hdf5")
+ERRORS_NAME = "convert-errors.csv"
+
+
+@dataclass
+class ConvertOptions:
+    """Options of ``vidnet convert``.
+
+    Attributes:
+        layout: input layout; ``auto`` detects it from the first class folder's content.
+        short_side: resize so the shorter side has this many pixels, keeping the aspect ratio (None keeps
+            the size). Smaller stores decode faster: a 128-pixel store decodes about 3x faster than a
+            240-pixel one, at the cost of detail for crops larger than the short side.
+        quality: JPEG quality (1-100) for frames that are (re-)encoded.
+        fps: resample videos to this frame rate (None keeps every frame); videos only.
+        workers: parallel processes (default: all cores).
+        overwrite: redo stores that are already complete.
+        strict: exit non-zero when any input fails.
+        limit: convert at most this many videos (after sorting), for quick trials.
+        index: an index file naming the videos (``source`` column) with labels and splits.
+        val_fraction: without an index, put this fraction of each class in split ``val`` (by a stable hash
+            of the video id, so adding videos never moves existing ones) and the rest in ``train``.
+        in_place: ``db`` layout only: validate the stores where they are and add ``n_frames`` and the index
+            files to SRC instead of writing a new tree.
+        checksum: record a sha256 of each source file in the store's meta.
+    """
+
+    layout: Layout = "auto"
+    short_side: int | None = None
+    quality: int = 90
+    fps: float | None = None
+    workers: int = 0
+    overwrite: bool = False
+    strict: bool = False
+    limit: int | None = None
+    index: Path | None = None
+    val_fraction: float = 0.0
+    in_place: bool = False
+    checksum: bool = True
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("auto", "videos", "frames", "hdf5", "db"):
+            raise UsageError(f"--layout must be one of auto, videos, frames, hdf5, db (got {self.layout!r})")
+        if self.short_side is not None and self.short_side < 8:
+            raise UsageError(f"--short-side must be at least 8 pixels (got {self.short_side})")
+        if not 1 <= self.quality <= 100:
+            raise UsageError(f"--quality must be between 1 and 100 (got {self.quality})")
+        if self.fps is not None and self.fps <= 0:
+            raise UsageError(f"--fps must be positive (got {self.fps})")
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit must be at least 1 (got {self.limit})")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise UsageError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
+        if self.workers <= 0:
+            self.workers = os.cpu_count() or 1
+
+
+@dataclass
+class Job:
+    """One video to convert.
+
+    Attributes:
+        label: class name.
+        video_id: the video's id (file stem or folder name).
+        source: the file or folder to read.
+        kind: ``videos``, ``frames``, ``hdf5`` or ``db``.
+        split: split value for the index.
+        time_start: time slice start (index input only).
+        time_end: time slice end.
+        extra: further index columns to carry over.
+    """
+
+    label: str
+    video_id: str
+    source: Path
+    kind: str
+    split: str = ""
+    time_start: float | None = None
+    time_end: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dir_name(self) -> str:
+        return video_dir_name(self.video_id, self.time_start, self.time_end)
+
+    def rel_dir(self) -> str:
+        return f"{safe_name(self.label)}/{self.dir_name}"
+
+
+@dataclass
+class JobResult:
+    """What converting one video produced.
+
+    Attributes:
+        job: the job.
+        n_frames: frames stored (0 on failure).
+        skipped: the store was already complete.
+        error: why the video failed (no store written), or None.
+        notes: warnings for a store that was written (partial decode, lying header, ...).
+        seconds: wall time spent.
+    """
+
+    job: Job
+    n_frames: int = 0
+    skipped: bool = False
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class ConvertSummary:
+    """Totals of a conversion run."""
+
+    total: int = 0
+    converted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    warnings: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    rows: list[IndexRow] = field(default_factory=list)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (path, severity, reason)
+
+
+def safe_name(label: str) -> str:
+    """A folder name for a label: path separators and control characters replaced by ``_``."""
+    name = re.sub(r"[/\\\x00-\x1f]", "_", label).strip()
+    return name if name not in ("", ".", "..") else "_"
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _kind_of(path: Path) -> str | None:
+    if path.is_file():
+        ext = path.suffix.lower()
+        if ext in VIDEO_EXTENSIONS:
+            return "videos"
+        if ext in HDF5_EXTENSIONS:
+            return "hdf5"
+        return None
+    if path.is_dir():
+        if (path / STORE_NAME).is_file():
+            return "db"
+        return "frames"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- discovery
+
+
+def discover(src: Path, opts: ConvertOptions, problems: list[tuple[str, str, str]]) -> list[Job]:
+    """List the videos to convert, in a deterministic order, recording unusable entries in ``problems``."""
+    if not src.is_dir():
+        raise UsageError(f"{src}: no such folder")
+    index_path = opts.index
+    if index_path is None and (src / "index.csv").is_file():
+        index_path = src / "index.csv"
+    if index_path is not None:
+        jobs = _jobs_from_index(src, index_path, opts, problems)
+    else:
+        jobs = _jobs_from_folders(src, opts, problems)
+    # Duplicate ids: a video must be identifiable by its folder name within the dataset.
+    seen: dict[str, Job] = {}
+    unique = []
+    for job in jobs:
+        key = job.dir_name
+        if key in seen:
+            first = seen[key]
+            problems.append((str(job.source), "error",
+                             f"duplicate video id {key!r} (also {first.source}); kept the first"))
+            continue
+        seen[key] = job
+        unique.append(job)
+    if opts.limit:
+        unique = unique[: opts.limit]
+    return unique
+
+
+def _jobs_from_index(src: Path, index_path: Path, opts: ConvertOptions, problems) -> list[Job]:
+    rows = read_index(index_path)
+    log.info("taking videos, labels and splits from %s (%d rows)", index_path, len(rows))
+    jobs = []
+    for row in rows:
+        source_rel = row.extra.get("source") or row.path or f"{row.label}/{row.dir_name}"
+        source = src / source_rel
+        kind = _kind_of(source)
+        if kind is None:
+            # An index may name a video without its extension: try the known ones.
+            matches = [p for p in sorted(source.parent.glob(source.name + ".*")) if _kind_of(p) in ("videos", "hdf5")]
+            if matches:
+                source, kind = matches[0], _kind_of(matches[0])
+        if kind is None:
+            reason = "not a video, frame folder or store" if source.exists() else "listed in the index but not found"
+            problems.append((str(source), "error", reason))
+            continue
+        if opts.layout != "auto" and kind != opts.layout:
+            problems.append((str(source), "error", f"is a {kind} input but --layout is {opts.layout}"))
+            continue
+        extra = {k: v for k, v in row.extra.items() if k != "source"}
+        extra["source"] = source_rel
+        jobs.append(Job(row.label, row.id, source, kind, row.split, row.time_start, row.time_end, extra))
+    return jobs
+
+
+def _detect_layout(src: Path, class_dirs: list[Path]) -> str:
+    counts: Counter[str] = Counter()
+    for d in class_dirs:
+        for entry in sorted(d.iterdir())[:50]:
+            if entry.name.startswith("."):
+                continue
+            kind = _kind_of(entry)
+            if kind:
+                counts[kind] += 1
+        if counts:
+            break
+    if not counts:
+        raise UsageError(f"{src}: no videos, HDF5 files or frame folders found under its class folders")
+    kind, _ = counts.most_common(1)[0]
+    if kind == "frames" and counts.get("db"):
+        kind = "db"
+    return kind
+
+
+def _jobs_from_folders(src: Path, opts: ConvertOptions, problems) -> list[Job]:
+    root = src
+    # dataset2database trees are often <root>/jpg/<label>/<id>/frames.db.
+    if not any(p.is_dir() and any(p.glob("*/" + STORE_NAME)) for p in src.iterdir()) and (src / "jpg").is_dir():
+        root = src / "jpg"
+    class_dirs = []
+    for p in sorted(root.iterdir(), key=lambda p: p.name):
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        if not os.access(p, os.R_OK | os.X_OK):
+            problems.append((str(p), "error", "class folder is not readable (permissions)"))
+            continue
+        class_dirs.append(p)
+    if not class_dirs:
+        raise UsageError(f"{src}: no class folders found (expected SRC/<label>/<video>)")
+    layout = opts.layout if opts.layout != "auto" else _detect_layout(root, class_dirs)
+    log.info("layout: %s (%d class folders under %s)", layout, len(class_dirs), root)
+    jobs = []
+    for d in class_dirs:
+        try:
+            entries = sorted(d.iterdir(), key=lambda p: _natural_key(p.name))
+        except OSError as err:
+            problems.append((str(d), "error", f"cannot list folder ({err.strerror})"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            kind = _kind_of(entry)
+            if kind is None:
+                if entry.is_file() and entry.suffix.lower() not in (".txt", ".csv", ".json", ".md"):
+                    problems.append((str(entry), "warning", "ignored: not a video, HDF5 file or folder"))
+                continue
+            if layout == "frames" and kind == "db":
+                kind = "db"
+            elif kind != layout:
+                problems.append((str(entry), "warning", f"ignored: a {kind} input in a {layout} dataset"))
+                continue
+            if entry.is_dir() and not os.access(entry, os.R_OK | os.X_OK):
+                problems.append((str(entry), "error", "folder is not readable (permissions)"))
+                continue
+            video_id = entry.stem if entry.is_file() else entry.name
+            jobs.append(Job(d.name, video_id, entry, kind, extra={"source": str(entry.relative_to(src))}))
+    if opts.val_fraction > 0:
+        for job in jobs:
+            h = zlib.crc32(f"{job.label}/{job.video_id}".encode()) / 2**32
+            job.split = "val" if h < opts.val_fraction else "train"
+    return jobs
+
+
+# --------------------------------------------------------------------------------------------- one video
+
+
+def _target_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    if not short_side or min(width, height) == short_side:
+        return width, height
+    scale = short_side / min(width, height)
+    if width <= height:
+        return short_side, max(1, round(height * scale))
+    return max(1, round(width * scale)), short_side
+
+
+def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if (w, h) == size:
+        return rgb
+    interp = cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR
+    return cv2.resize(rgb, size, interpolation=interp)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _frames_of_video(job: Job, opts: ConvertOptions, info: VideoInfo, notes: list[str]) -> Iterator[np.ndarray]:
+    n = 0
+    try:
+        for rgb in iter_video_frames(job.source, fps=opts.fps):
+            n += 1
+            yield rgb
+    except VideoDecodeError as err:
+        if n == 0:
+            raise
+        reason = str(err).removeprefix(f"{job.source}: ")
+        notes.append(f"partial: {reason}; kept the {n} frames that decoded")
+    if info.header_frames and not opts.fps and info.header_frames != n:
+        notes.append(f"header says {info.header_frames} frames, {n} decoded (the decoder's count is used)")
+
+
+def _frames_of_hdf5(job: Job, notes: list[str]) -> Iterator[np.ndarray]:
+    import h5py
+
+    try:
+        f = h5py.File(job.source, "r")
+    except OSError as err:
+        raise VidnetError(f"{job.source}: not a readable HDF5 file ({err})") from None
+    with f:
+        if "video" not in f:
+            raise VidnetError(f"{job.source}: no 'video' dataset (found: {', '.join(f.keys()) or 'nothing'})")
+        ds = f["video"]
+        if ds.ndim != 4 or ds.shape[-1] != 3 or ds.dtype != np.uint8:
+            raise VidnetError(f"{job.source}: 'video' must be [T, H, W, 3] uint8, is {ds.shape} {ds.dtype}")
+        for start in range(0, ds.shape[0], 64):
+            yield from ds[start : start + 64]
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _write_frames_folder(job: Job, opts: ConvertOptions, writer: StoreWriter, notes: list[str]) -> None:
+    files = _image_files(job.source)
+    if not files:
+        raise VidnetError(f"{job.source}: no .jpg/.png frames in the folder")
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            notes.append(f"{path.name}: unreadable ({err.strerror}), skipped")
+            continue
+        is_jpeg = data[:2] == b"\xff\xd8"
+        if is_jpeg and not opts.short_side:
+            try:
+                height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+            except ValueError as err:
+                notes.append(f"{path.name}: not a valid JPEG ({err}), skipped")
+                continue
+            writer.add(data, width, height)  # keep the JPEG bytes as they are
+            continue
+        rgb = _decode_image(data)
+        if rgb is None:
+            notes.append(f"{path.name}: not a decodable image, skipped")
+            continue
+        size = _target_size(rgb.shape[1], rgb.shape[0], opts.short_side)
+        writer.add_rgb(_resize(rgb, size), opts.quality)
+
+
+def _decode_image(data: bytes) -> np.ndarray | None:
+    if data[:2] == b"\xff\xd8":
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        except ValueError:
+            return None
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _write_from_store(job: Job, opts: ConvertOptions, writer: StoreWriter, notes: list[str]) -> float:
+    with FrameStore(job.source) as store:
+        n = len(store)
+        for start in range(0, n, 64):
+            idx = np.arange(start, min(n, start + 64))
+            for i, blob in zip(idx.tolist(), store.get_bytes(idx), strict=True):
+                try:
+                    height, width, _, _ = simplejpeg.decode_jpeg_header(blob)
+                    if opts.short_side:
+                        rgb = simplejpeg.decode_jpeg(blob, colorspace="RGB")
+                        writer.add_rgb(_resize(rgb, _target_size(width, height, opts.short_side)), opts.quality)
+                    else:
+                        writer.add(blob, width, height)
+                except ValueError as err:
+                    notes.append(f"frame {i}: not a valid JPEG ({err}), skipped")
+        return store.meta.fps
+
+
+def convert_one(job: Job, dst: Path, opts: ConvertOptions) -> JobResult:
+    """Convert one video into ``dst/<label>/<video_id>/frames.db`` (runs in a worker process)."""
+    t0 = time.perf_counter()
+    result = JobResult(job)
+    folder = dst / job.rel_dir()
+    try:
+        size = job.source.stat().st_size if job.source.is_file() else 0
+        if not opts.overwrite:
+            meta = is_complete_store(folder)
+            if meta is not None and meta.source_size == size:
+                if read_n_frames_file(folder) != meta.n_frames:
+                    write_n_frames_file(folder, meta.n_frames)
+                result.skipped, result.n_frames = True, meta.n_frames
+                result.notes = [n for n in meta.notes]
+                return result
+        notes: list[str] = []
+        fps = 0.0
+        with StoreWriter(folder, job.dir_name) as writer:
+            if job.kind in ("videos", "hdf5"):
+                if job.kind == "videos":
+                    info = probe_video(job.source)
+                    fps = opts.fps or info.fps
+                    frames = _frames_of_video(job, opts, info, notes)
+                else:
+                    frames = _frames_of_hdf5(job, notes)
+                target = None
+                for rgb in frames:
+                    if target is None:
+                        target = _target_size(rgb.shape[1], rgb.shape[0], opts.short_side)
+                    writer.add_rgb(_resize(rgb, target), opts.quality)
+            elif job.kind == "frames":
+                _write_frames_folder(job, opts, writer, notes)
+            else:
+                fps = _write_from_store(job, opts, writer, notes)
+            if writer.n_frames == 0:
+                raise VidnetError(f"{job.source}: no frame could be decoded")
+            if writer.n_frames == 1:
+                notes.append("single frame: every clip of this video repeats it")
+            meta = StoreMeta(
+                fps=fps,
+                source_name=job.source.name,
+                source_size=size,
+                source_checksum=_sha256(job.source) if opts.checksum and job.source.is_file() else "",
+                jpeg_quality=opts.quality if (job.kind not in ("frames", "db") or opts.short_side) else 0,
+                notes=notes,
+            )
+            writer.commit(meta)
+            result.n_frames = writer.n_frames
+            result.notes = notes
+    except (VidnetError, StoreError) as err:
+        result.error = str(err).removeprefix(f"{job.source}: ")
+    except OSError as err:
+        result.error = f"I/O error: {err.strerror or err}"
+    except Exception as err:  # a decoder or library failure must not stop the batch
+        result.error = f"{type(err).__name__}: {err}"
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _validate_in_place(job: Job, opts: ConvertOptions) -> JobResult:
+    """``--in-place`` for dataset2database trees: check the store and write ``n_frames`` beside it."""
+    result = JobResult(job)
+    try:
+        with FrameStore(job.source) as store:
+            n = len(store)
+            ends = sorted({0, n - 1})
+            store.get_frames(ends)  # the first and last frames decode (``vidnet info`` checks all of them)
+            result.notes = list(store.meta.notes)
+        if read_n_frames_file(job.source) != n:
+            write_n_frames_file(job.source, n)
+        result.n_frames = n
+    except (VidnetError, StoreError) as err:
+        result.error = str(err)
+    return result
+
+
+# --------------------------------------------------------------------------------------------- the run
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)
+    # The parent handles Ctrl-C and terminates the pool; workers die with their temporary files removed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_job(args: tuple[Job, Path, ConvertOptions]) -> JobResult:
+    job, dst, opts = args
+    if opts.in_place:
+        return _validate_in_place(job, opts)
+    return convert_one(job, dst, opts)
+
+
+def convert_dataset(
+    src: str | os.PathLike,
+    dst: str | os.PathLike | None,
+    opts: ConvertOptions,
+    on_progress: Callable[[JobResult, ConvertSummary], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> ConvertSummary:
+    """Convert a dataset; see the module docstring.
+
+    Args:
+        src: the input dataset.
+        dst: the output root (``None`` or ``src`` with ``opts.in_place``).
+        opts: options.
+        on_progress: called in the parent after each video.
+        on_start: called with the number of videos once they are listed.
+
+    Returns:
+        The summary; ``DST/index.csv``, ``DST/labels.json`` and ``DST/convert-errors.csv`` are written
+        unless the run was interrupted.
+    """
+    src = Path(src)
+    if opts.in_place:
+        if dst is not None and Path(dst).resolve() != src.resolve():
+            raise UsageError("--in-place writes into SRC: give no DST (or DST equal to SRC)")
+        dst = src
+    if dst is None:
+        raise UsageError("missing DST (the output folder)")
+    dst = Path(dst)
+    if not opts.in_place and dst.resolve() == src.resolve():
+        raise UsageError(f"{dst}: DST must differ from SRC (use --in-place for a dataset2database tree)")
+    summary = ConvertSummary()
+    jobs = discover(src, opts, summary.problems)
+    if opts.in_place and any(j.kind != "db" for j in jobs):
+        raise UsageError(f"{src}: --in-place needs a dataset2database tree (SRC/<label>/<id>/frames.db)")
+    summary.total = len(jobs)
+    # Inputs rejected while listing (duplicates, unreadable folders, missing index entries) count as failures.
+    summary.failed = sum(sev == "error" for _, sev, _ in summary.problems)
+    summary.warnings = sum(sev == "warning" for _, sev, _ in summary.problems)
+    if on_start:
+        on_start(len(jobs))
+    dst.mkdir(parents=True, exist_ok=True)
+    if not opts.in_place:
+        stale = remove_stale_temporaries(dst)
+        if stale:
+            log.info("removed %d unfinished store(s) left by an interrupted run", stale)
+    t0 = time.perf_counter()
+    results: list[JobResult] = []
+    args = [(job, dst, opts) for job in jobs]
+
+    def account(res: JobResult) -> None:
+        results.append(res)
+        if res.error:
+            summary.failed += 1
+            summary.problems.append((str(res.job.source), "error", res.error))
+            log.warning("failed: %s: %s", res.job.source, res.error)
+        else:
+            summary.frames += res.n_frames
+            if res.skipped:
+                summary.skipped += 1
+            else:
+                summary.converted += 1
+            for note in res.notes:
+                summary.warnings += 1
+                summary.problems.append((str(res.job.source), "warning", note))
+                if not res.skipped:
+                    log.warning("%s: %s", res.job.source, note)
+        if on_progress:
+            on_progress(res, summary)
+
+    try:
+        if opts.workers == 1 or len(jobs) <= 1:
+            for a in args:
+                account(_run_job(a))
+        else:
+            ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+            with ctx.Pool(min(opts.workers, len(jobs)), initializer=_worker_init) as pool:
+                for res in pool.imap_unordered(_run_job, args, chunksize=1):
+                    account(res)
+    except KeyboardInterrupt:
+        # The pool is terminated by now; remove what its workers were writing.
+        if not opts.in_place:
+            remove_stale_temporaries(dst)
+        summary.interrupted = True
+        summary.seconds = time.perf_counter() - t0
+        return summary
+    summary.seconds = time.perf_counter() - t0
+
+    rows = []
+    for res in results:
+        if res.error:
+            continue
+        job = res.job
+        rel = job.rel_dir() if not opts.in_place else str(job.source.relative_to(src))
+        rows.append(IndexRow(job.label, job.video_id, job.time_start, job.time_end, job.split, res.n_frames,
+                             rel, dict(job.extra)))
+    summary.rows = rows
+    write_index(dst / "index.csv", rows)
+    write_labels(dst / "labels.json", _label_ids(src, opts, jobs))
+    _write_problems(dst / ERRORS_NAME, summary.problems)
+    return summary
+
+
+def _label_ids(src: Path, opts: ConvertOptions, jobs: list[Job]) -> dict[str, int]:
+    """Label ids over every listed video (not only those that converted, so a failure never shifts ids);
+    an index's own ``labels.json`` is kept when it covers every label."""
+    index_path = opts.index or (src / "index.csv" if (src / "index.csv").is_file() else None)
+    labels = {j.label for j in jobs}
+    if index_path is not None and (index_path.parent / "labels.json").is_file():
+        given = read_labels(index_path.parent / "labels.json")
+        missing = labels - set(given)
+        if not missing:
+            return given
+        log.warning("%s lacks %d label(s) of the index (e.g. %r): ids assigned in name order instead",
+                    index_path.parent / "labels.json", len(missing), sorted(missing)[0])
+    return label_map(labels)
+
+
+def _write_problems(path: Path, problems: list[tuple[str, str, str]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "severity", "reason"])
+    writer.writerows(sorted(problems))
+    atomic_write_text(path, buf.getvalue())

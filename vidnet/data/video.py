@@ -1,0 +1,212 @@
+"""Decoding video files with PyAV: the one place where vidnet turns a video file into RGB frames.
+
+PyAV (FFmpeg) reads every container and codec FFmpeg knows and reports errors as exceptions, which is
+what lets conversion keep the frames that decode from a file that breaks half-way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from vidnet.errors import VidnetError
+
+__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "VideoDecodeError", "probe_video", "iter_video_frames", "frame_to_rgb"]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".wmv", ".flv", ".m4v")
+
+# FFmpeg colour-space codes for which OpenCV's BT.601 limited-range YUV->RGB is the right conversion.
+_BT601_OR_UNSPECIFIED = {2, 5, 6}  # unspecified, BT470BG, SMPTE170M
+
+
+class VideoDecodeError(VidnetError):
+    """A video cannot be opened or stops decoding; ``frames_decoded`` says how far it got."""
+
+    def __init__(self, message: str, frames_decoded: int = 0) -> None:
+        super().__init__(message)
+        self.frames_decoded = frames_decoded
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a container's header says about its first video stream (the header can be wrong).
+
+    Attributes:
+        width: frame width.
+        height: frame height.
+        fps: average frame rate, 0 if unknown.
+        header_frames: frame count the header claims, 0 if it claims none.
+        duration: seconds, 0 if unknown.
+        codec: codec name.
+    """
+
+    width: int
+    height: int
+    fps: float
+    header_frames: int
+    duration: float
+    codec: str
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    path = Path(path)
+    if not path.is_file():
+        raise VideoDecodeError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(f"{path}: empty file (0 bytes)")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
+        raise VideoDecodeError(f"{path}: not a readable video ({_reason(err)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"{path}: the container has no video stream")
+    return container
+
+
+def _reason(err: Exception) -> str:
+    text = getattr(err, "strerror", None) or str(err)
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read the header of a video file.
+
+    Raises:
+        VideoDecodeError: the file is missing, empty, not a video, or has no video stream.
+    """
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        if not duration and container.duration:
+            duration = container.duration / av.time_base
+        return VideoInfo(
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=float(rate) if rate else 0.0,
+            header_frames=int(stream.frames or 0),
+            duration=duration,
+            codec=stream.codec_context.name,
+        )
+
+
+def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """An RGB uint8 ``[H, W, 3]`` array from a decoded frame.
+
+    For the common case (planar 4:2:0, limited range, BT.601 or unspecified colour space) the planes are
+    converted by OpenCV, about 3x faster than FFmpeg's swscale here; anything else goes through swscale,
+    which honours the stream's colour space and range.
+    """
+    if (
+        frame.format.name == "yuv420p"
+        and frame.width % 2 == 0
+        and frame.height % 2 == 0
+        and int(getattr(frame, "colorspace", 2)) in _BT601_OR_UNSPECIFIED
+        and int(getattr(frame, "color_range", 0)) != 2  # 2 = full (JPEG) range
+    ):
+        return cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
+    return frame.to_ndarray(format="rgb24")
+
+
+_MAX_BAD_PACKETS = 16
+
+
+def _decode_all(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
+    """Every frame that decodes: a packet that fails to decode is skipped (up to a limit), a stream that
+    cannot be read further ends the loop, and the decoder is flushed either way so that frames it holds
+    back for reordering are not lost. Problems are appended to ``errors``."""
+    packets = container.demux(stream)
+    bad = 0
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except (av.FFmpegError, ValueError, RuntimeError) as err:
+            errors.append(f"read error: {_reason(err)}")
+            break
+        try:
+            yield from packet.decode()
+        except (av.FFmpegError, ValueError, RuntimeError) as err:
+            bad += 1
+            if bad == 1:
+                errors.append(f"decode error: {_reason(err)}")
+            if bad >= _MAX_BAD_PACKETS:
+                errors.append(f"{bad} packets failed to decode")
+                break
+    if errors:
+        try:
+            yield from stream.codec_context.decode(None)
+        except (av.FFmpegError, ValueError, RuntimeError):
+            pass
+
+
+def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, threads: int = 1
+                      ) -> Iterator[np.ndarray]:
+    """Decode a video file frame by frame as RGB uint8 ``[H, W, 3]`` arrays.
+
+    The decoder is the truth: frames are counted as they decode, whatever the header claims.
+
+    Args:
+        path: the video file.
+        fps: resample to this frame rate by picking, for each output time ``k / fps``, the latest source
+            frame shown at or before it (drops frames to go down, repeats them to go up); None keeps all.
+        threads: decoder threads (1 when the caller parallelises over videos, as conversion does).
+
+    Raises:
+        VideoDecodeError: the file cannot be opened, or decoding fails; ``frames_decoded`` says how many
+            frames were yielded before the failure.
+    """
+    n = 0
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_count = max(1, threads)
+        stream.thread_type = "AUTO" if threads > 1 else "NONE"
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+        src_rate = float(stream.average_rate or stream.guessed_rate or 0.0)
+        step = 1.0 / fps if fps else 0.0
+        eps = 1e-3  # timestamps are rounded to the stream's time base
+        next_t = 0.0
+        prev: av.VideoFrame | None = None
+        prev_t = 0.0
+        errors: list[str] = []
+        src_i = 0
+        for frame in _decode_all(container, stream, errors):
+            if not fps:
+                yield frame_to_rgb(frame)
+                n += 1
+                continue
+            if frame.pts is not None and time_base:
+                t = frame.pts * time_base
+            else:
+                t = src_i / src_rate if src_rate else src_i * step
+            src_i += 1
+            if prev is None:
+                next_t = t  # the first frame starts the output clock
+            else:
+                rgb = None
+                while next_t < t - eps:  # output times before this frame show the previous one
+                    rgb = frame_to_rgb(prev) if rgb is None else rgb
+                    yield rgb
+                    n += 1
+                    next_t += step
+            prev, prev_t = frame, t
+        if prev is not None:
+            rgb = None
+            while next_t <= prev_t + eps:
+                rgb = frame_to_rgb(prev) if rgb is None else rgb
+                yield rgb
+                n += 1
+                next_t += step
+        if errors:
+            raise VideoDecodeError(f"{path}: decoding stopped after {n} frames ({errors[0]})", n)
+    finally:
+        container.close()
