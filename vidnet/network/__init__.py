@@ -9,6 +9,7 @@ from vidnet.network._registry import (
     register_model,
 )
 
+# isort: split
 # Model families register themselves on import. Keep this list sorted; one line per module.
 # (filled by the network zoo issue)
 from vidnet.network import mtnet  # noqa: F401
