@@ -96,7 +96,7 @@ def _resolve(name: str) -> str:
         return key
     if key in _ALIASES:
         return _ALIASES[key]
-    candidates = list(_MODELS) + list(_ALIASES)
+    candidates = list(dict.fromkeys([*_MODELS, *_ALIASES]))
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.5)
     hint = f"; closest: {', '.join(close)}" if close else ""
     raise UnknownModelError(f"unknown model {name!r}{hint} (see `vidnet models`)")
