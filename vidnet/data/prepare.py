@@ -612,10 +612,14 @@ def _read_hacs(root: Path, issues: _Issues, preset: DatasetPreset, split_number:
             if len(rec) < 6:
                 raise VidnetError(f"{where}: {len(rec)} fields, expected 6")
             cls, yid, subset, start, end, sign = (c.strip() for c in rec[:6])
-            if sign not in ("1", "-1", "1.0", "-1.0"):
-                raise VidnetError(f"{where}: label must be 1 (positive) or -1 (negative), got {sign!r}")
-            if sign.startswith("-"):
-                issues.skipped["negative"] += 1
+            try:
+                polarity = int(float(sign))
+            except ValueError:
+                polarity = None
+            if polarity not in (1, -1, 0):
+                raise VidnetError(f"{where}: label must be 1 (positive), -1 (negative) or 0, got {sign!r}")
+            if polarity != 1:
+                issues.skipped["negative" if polarity == -1 else "unlabelled"] += 1
                 continue
             raw.append((cls, yid, subset, _number(start, where, "start"), _number(end, where, "end"), where))
     else:
