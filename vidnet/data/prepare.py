@@ -449,14 +449,17 @@ def _kinetics_entry(label, yid, t0, t1, split, where, *, extension, raw_split):
                   time_start=t0, time_end=t1)
 
 
+_KINETICS_COLUMNS = frozenset({"label", "youtube_id", "time_start", "time_end", "split"})
+
+
 def _read_kinetics(root: Path, issues: _Issues, preset: DatasetPreset, split_number: int):
     """Kinetics-400/600/700 CSVs: header ``label,youtube_id,time_start,time_end,split`` (Kinetics-400's train CSV
     adds ``is_cc``; the test CSVs have no ``label`` column). A folder is read for every ``*.csv`` in it.
 
     Video files are named ``<youtube_id>_<start:06d>_<end:06d>.mp4`` and looked for in ``<label>/``,
     ``<label with _ for spaces>/``, ``<split>/``, ``<split>/<label>/`` and the root. Rows without a label
-    (the test set) are skipped and counted. The class list is the labels of the training rows; a label only
-    seen in other splits is reported as unknown.
+    (the test set) are skipped and counted; other columns (``is_cc``) are kept as extras. The class list is
+    the labels of the training rows; a label only seen in other splits is reported as unknown.
     """
     files = [root] if root.is_file() else sorted(root.glob("*.csv"))
     if not files:
@@ -488,8 +491,10 @@ def _read_kinetics(root: Path, issues: _Issues, preset: DatasetPreset, split_num
             t1 = _number(rec[col["time_end"]], where, "time_end")
             if t1 < t0:
                 raise VidnetError(f"{where}: time_end {t1:g} is before time_start {t0:g}")
-            entries.append(_kinetics_entry(label, yid, t0, t1, normalise_split(raw_split), where,
-                                           extension=preset.extension, raw_split=raw_split))
+            entry = _kinetics_entry(label, yid, t0, t1, normalise_split(raw_split), where,
+                                    extension=preset.extension, raw_split=raw_split)
+            entry.extra = {h: rec[i].strip() for h, i in col.items() if h not in _KINETICS_COLUMNS}
+            entries.append(entry)
     train_labels = sorted({e.label for e in entries if e.split == "train"})
     if not train_labels:
         issues.notes.append("no training rows: the class list is taken from all labelled rows")
