@@ -109,14 +109,13 @@ def test_ucf101_missing_list_is_a_usage_error(tmp_path):
     shutil.copytree(FIXTURES / "ucf101/ucfTrainTestlist", ann)
     (ann / "testlist02.txt").unlink()
     p = prepare("ucf101", ann)  # split 2 incomplete: dropped with a note
-    assert "split2" not in {k for r in p.rows for k, v in r.extra.items() if v} and p.report.notes
+    assert all(r.extra["split2"] == "" for r in p.rows) and "split 2: only one of" in p.report.notes[0]
     with pytest.raises(UsageError, match="UCF-101 test list 2"):
         prepare("ucf101", ann, split_number=2)
 
 
 @pytest.mark.parametrize("number", [1, 2, 3])
-def test_hmdb51_splits_unused_and_safe_ids(number, tmp_path):
-    p = prepare("hmdb51", FIXTURES / "hmdb51")
+def test_hmdb51_splits_unused_and_safe_ids(number):
     p = prepare("hmdb51", FIXTURES / "hmdb51", split_number=number)
     assert splits(p) == {"train": 3, "test": 2, "unused": 1}
     assert p.labels == {"brush_hair": 0, "cartwheel": 1}
@@ -281,3 +280,28 @@ def test_unknown_dataset_and_missing_paths(tmp_path):
         prepare("ucf101", tmp_path / "nope")
     with pytest.raises(UsageError, match="videos folder not found"):
         prepare("ucf101", FIXTURES / "ucf101", videos=tmp_path / "nope")
+
+
+def test_sthv2_templates_are_classes(tmp_path):
+    touch(tmp_path, "20bn-something-something-v2/78687.webm")
+    p = prepare("sthv2", FIXTURES / "sthv2", videos=tmp_path)
+    assert splits(p) == {"train": 3, "val": 1} and p.report.skipped == {"unlabelled": 2}
+    assert p.labels == {"Approaching something with your camera": 0, "Pushing something from left to right": 1,
+                        "Pushing something from right to left": 2}
+    assert by_id(p)["78687"].label == "Pushing something from left to right"
+    assert by_id(p)["78687"].extra["source"] == "20bn-something-something-v2/78687.webm"
+    assert p.dataset_json() == {"name": "sthv2", "num_classes": 3, "hflip": False, "media": "video"}
+
+
+def test_write_prepared_is_all_or_nothing(tmp_path, monkeypatch):
+    import vidnet.data.prepare as mod
+
+    p = prepare("mit", FIXTURES / "mit")
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mod, "write_labels", boom)
+    with pytest.raises(OSError):
+        write_prepared(p, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -41,7 +41,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from vidnet._io import atomic_path
@@ -97,6 +97,7 @@ DATASETS: dict[str, DatasetPreset] = {
         DatasetPreset("kinetics700", 700),
         DatasetPreset("jester", 27, hflip=False, media="frames", extension=""),
         DatasetPreset("sthv1", 174, hflip=False, media="frames", extension=""),
+        DatasetPreset("sthv2", 174, hflip=False, extension=".webm"),
         DatasetPreset("diving48", 48),
         DatasetPreset("hacs", 200),
         DatasetPreset("mit", 339),
@@ -321,7 +322,11 @@ def _candidates(root: Path, pattern: str) -> list[Path]:
 def _one_file(root: Path, pattern: str, what: str, *, required: bool = True, prefer: str | None = None) -> Path | None:
     """The single annotation file matching ``pattern``; ``prefer`` (a regex) breaks ties."""
     if root.is_file():
-        return root if re.fullmatch(pattern, root.name, re.IGNORECASE) else None
+        if re.fullmatch(pattern, root.name, re.IGNORECASE):
+            return root
+        if required:
+            raise UsageError(f"{root}: expected the folder holding the {what} (or that file itself)")
+        return None
     hits = _candidates(root, pattern)
     if len(hits) > 1 and prefer:
         preferred = [p for p in hits if re.search(prefer, p.name, re.IGNORECASE)]
@@ -337,8 +342,9 @@ def _one_file(root: Path, pattern: str, what: str, *, required: bool = True, pre
 
 
 def _stem(name: str) -> str:
-    suffix = PurePosixPath(name).suffix
-    return name[: -len(suffix)] if suffix.lower() in VIDEO_EXTENSIONS else name
+    """``name`` without its extension if that is a video extension (``1.5`` or a folder name stays whole)."""
+    root, ext = os.path.splitext(name)
+    return root if ext.lower() in VIDEO_EXTENSIONS else name
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -553,6 +559,41 @@ def _read_twentybn(root: Path, issues: _Issues, preset: DatasetPreset, split_num
     return entries, classes
 
 
+def _read_sthv2(root: Path, issues: _Issues, preset: DatasetPreset, split_number: int):
+    """Something-Something v2: ``something-something-v2-labels.json`` (``{class: "<id>"}``), ``-train.json`` and
+    ``-validation.json`` (lists of ``{"id", "label", "template", "placeholders"}``; the class is the template
+    without its brackets), ``-test.json`` (``{"id"}`` only, skipped). Videos are ``<id>.webm`` at the root or
+    under ``20bn-something-something-v2/``.
+    """
+    labels_file = _one_file(root, r".*labels\.json", "class list (*-labels.json)")
+    mapping = _read_json(labels_file)
+    if not isinstance(mapping, dict):
+        raise VidnetError(f"{labels_file}: expected a JSON object of class name -> id")
+    classes = sorted(mapping)
+    entries = []
+    for split, pattern in (("train", r".*train\.json"), ("val", r".*validation\.json"), ("test", r".*test\.json")):
+        path = _one_file(root, pattern, f"{split} list", required=split == "train")
+        if path is None:
+            continue
+        data = _read_json(path)
+        if not isinstance(data, list):
+            raise VidnetError(f"{path}: expected a JSON list of videos")
+        for i, item in enumerate(data):
+            where = f"{path}:item {i}"
+            if not isinstance(item, dict) or "id" not in item:
+                raise VidnetError(f"{where}: expected an object with 'id'")
+            if "template" not in item:
+                if split != "test":
+                    raise VidnetError(f"{where}: no 'template' (the class) in a {split} item")
+                issues.skipped["unlabelled"] += 1
+                continue
+            label = str(item["template"]).replace("[", "").replace("]", "")
+            vid = str(item["id"])
+            entries.append(_Entry(label, vid, split, where, f"{vid}{preset.extension}",
+                                  alternates=(vid, f"20bn-something-something-v2/{vid}")))
+    return entries, classes
+
+
 def _read_diving48(root: Path, issues: _Issues, preset: DatasetPreset, split_number: int):
     """Diving-48: ``Diving48_vocab.json`` (48 lists ``[takeoff, somersault, twist, flight]``, official id =
     position) and ``Diving48[_V2]_{train,test}.json`` (lists of ``{"vid_name", "label", "start_frame",
@@ -723,6 +764,7 @@ _READERS: dict[str, Callable[..., tuple[list[_Entry], list[str] | None]]] = {
     "kinetics700": _read_kinetics,
     "jester": _read_twentybn,
     "sthv1": _read_twentybn,
+    "sthv2": _read_sthv2,
     "diving48": _read_diving48,
     "hacs": _read_hacs,
     "mit": _read_mit,
@@ -846,7 +888,7 @@ def prepare(
 
     Args:
         dataset: one of :data:`DATASETS` (``ucf101``, ``hmdb51``, ``kinetics400``/``600``/``700``, ``jester``,
-            ``sthv1``, ``diving48``, ``hacs``, ``mit``, ``srtg``).
+            ``sthv1``, ``sthv2``, ``diving48``, ``hacs``, ``mit``, ``srtg``).
         annotations: the folder of official annotation files (or, for single-file formats, the file).
         videos: the folder of videos or frame folders; when given, every video is looked up and ``source``
             records where it was found (empty and counted as missing when not found). When None, nothing is
