@@ -212,6 +212,10 @@ def test_diving48_names_keep_official_ids(tmp_path):
     assert row.label == "02_Back_15som_25Twis_FREE" and row.extra["end_frame"] == "104"
     assert by_id(p)["-mmq0PT-u8k_00155"].extra["source"] == "rgb/-mmq0PT-u8k_00155.mp4"
     assert len(p.report.missing) == 4
+    v1 = tmp_path / "v1"
+    shutil.copytree(FIXTURES / "diving48", v1)
+    (v1 / "Diving48_train.json").write_text('[{"vid_name": "old", "label": 0}]')
+    assert "old" not in by_id(prepare("diving48", v1))  # the cleaned V2 list wins over V1
     (tmp_path / "bad").mkdir()
     shutil.copy(FIXTURES / "diving48/Diving48_vocab.json", tmp_path / "bad")
     (tmp_path / "bad/Diving48_V2_train.json").write_text('[{"vid_name": "a", "label": 0},\n {"vid_name": }]')

@@ -12,7 +12,8 @@ output folder:
 * ``dataset.json``: the dataset's preset, read by the clip pipeline, e.g.
   ``{"name": "jester", "num_classes": 27, "hflip": false, "media": "frames"}``. ``hflip`` is false where a
   horizontal flip changes the class (Jester's "Swiping Left" / "Swiping Right", Something-Something's
-  "from left to right"), so training must not flip those clips.
+  "from left to right"), so training must not flip those clips. The clip pipeline reads this file from the
+  dataset root to choose its augmentation.
 * ``prepare-report.json``: what was found, missing or inconsistent.
 
 Naming rules, because ``vidnet convert`` writes ``DST/<label>/<dir_name>/frames.db``:
