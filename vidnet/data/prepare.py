@@ -920,7 +920,8 @@ def prepare(
     report = PrepareReport(dataset, str(annotations), None if videos is None else str(videos),
                            expected_classes=preset.num_classes)
     multi = any("_split_number" in e.extra for e in entries)
-    rows = _assemble(entries, issues, report, split_number=split_number if multi else None)
+    merged = _assemble(entries, report, split_number=split_number if multi else None)
+    rows = [row for row, _ in merged]
 
     rename_labels: dict[str, str] = {}
     for row in rows:
@@ -933,15 +934,14 @@ def prepare(
     _assign_ids(rows, report)
 
     found: Counter[str] = Counter()
-    for row in rows:
-        expected, alternates = row.extra.pop("_expected"), row.extra.pop("_alternates")
+    for row, entry in merged:
         if finder is None:
-            row.extra["source"] = expected
+            row.extra["source"] = entry.expected
             continue
-        hit = finder.find([expected, *alternates.split("\n")])
+        hit = finder.find([entry.expected, *entry.alternates])
         row.extra["source"] = hit or ""
         if hit is None:
-            report.missing.append(expected)
+            report.missing.append(entry.expected)
         else:
             found[row.split] += 1
     if finder is not None:
@@ -964,9 +964,12 @@ def prepare(
     return PreparedDataset(rows, labels, preset, report)
 
 
-def _assemble(entries: list[_Entry], issues: _Issues, report: PrepareReport, *, split_number: int | None):
-    """Merge entries into one row per video, recording duplicates, split and label conflicts."""
-    rows: dict[tuple, IndexRow] = {}
+def _assemble(
+    entries: list[_Entry], report: PrepareReport, *, split_number: int | None
+) -> list[tuple[IndexRow, _Entry]]:
+    """Merge entries into one row per video (with the entry that created it), recording duplicates, split and
+    label conflicts. ``split_number`` set: entries carry UCF/HMDB split numbers, merged into split1..split3."""
+    rows: dict[tuple, tuple[IndexRow, _Entry]] = {}
     first: dict[tuple, dict[str, _Entry]] = defaultdict(dict)  # key -> split number -> first entry
     for e in entries:
         k = e.extra.get("_split_number", "")
@@ -982,22 +985,18 @@ def _assemble(entries: list[_Entry], issues: _Issues, report: PrepareReport, *, 
                 report.duplicates.append(info)
             continue
         first[key][k] = e
-        row = rows.get(key)
-        if row is None:
+        if key not in rows:
             extra = {k2: v for k2, v in e.extra.items() if not k2.startswith("_")}
-            extra["_expected"] = e.expected
-            extra["_alternates"] = "\n".join(e.alternates)
-            row = rows[key] = IndexRow(e.label, e.raw_id, e.time_start, e.time_end, "" if k else e.split,
-                                       extra=extra)
-        elif row.label != e.label:
+            rows[key] = (IndexRow(e.label, e.raw_id, e.time_start, e.time_end, "" if k else e.split, extra=extra), e)
+        row = rows[key][0]
+        if row.label != e.label:
             report.conflicting_labels.append({"video": e.expected, "where": e.where,
                                               "detail": f"class {e.label!r} in split {k}, {row.label!r} before"})
         if k:
             row.extra[f"split{k}"] = e.split
     if split_number is not None:
-        for row in rows.values():
+        for row, _ in rows.values():
             row.split = row.extra.get(f"split{split_number}", "")
-            # keep split1..split3 in order, the internal keys last (they are popped later)
             ordered = {f"split{i}": row.extra.pop(f"split{i}", "") for i in (1, 2, 3)}
             row.extra = {**ordered, **row.extra}
     return list(rows.values())
@@ -1009,7 +1008,7 @@ def _assign_ids(rows: list[IndexRow], report: PrepareReport) -> None:
     for row in sorted(rows, key=lambda r: (r.label, r.id, r.time_start or 0.0, r.time_end or 0.0)):
         base = safe_id(row.id)
         if not base:
-            raise VidnetError(f"{row.extra.get('_expected', row.id)}: empty video id")
+            raise VidnetError(f"{row.label}: empty video id")
         new, n = base, 1
         while video_dir_name(new, row.time_start, row.time_end) in taken[row.label]:
             n += 1
