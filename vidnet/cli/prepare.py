@@ -12,7 +12,7 @@ from rich.table import Table
 from vidnet.cli._app import app
 from vidnet.data.prepare import DATASETS, PrepareReport, prepare, write_prepared
 
-_EXAMPLES = 5
+_EXAMPLES = 3
 
 
 @app.command("prepare")
@@ -77,9 +77,10 @@ def print_report(report: PrepareReport, console: Console) -> None:
     kinds += [(f"skipped: {reason}", [{}] * n) for reason, n in report.skipped.items()]
     for kind, items in kinds:
         if items:
-            examples = "; ".join(", ".join(f"{v}" for v in it.values()) for it in items[:_EXAMPLES] if it)
-            findings.add_row(kind, str(len(items)), examples + (" ..." if len(items) > _EXAMPLES else ""))
+            examples = "\n".join(" | ".join(f"{v}" for v in it.values()) for it in items[:_EXAMPLES] if it)
+            findings.add_row(kind, str(len(items)), examples + ("\n..." if len(items) > _EXAMPLES else ""))
     if findings.row_count:
         console.print(findings)
+        console.print("full lists in prepare-report.json")
     for note in report.notes:
         console.print(f"note: {note}")
