@@ -65,3 +65,13 @@ def test_main_turns_errors_into_one_line(tmp_path, monkeypatch, capsys):
     result = CliRunner().invoke(app, ["prepare", "ucf101", "-a", str(FIXTURES / "ucf101"), "-o", str(tmp_path),
                                       "--split-number", "4"])
     assert result.exit_code == 2
+
+
+def test_report_prints_brackets_literally(tmp_path):
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    (ann / "x-labels.csv").write_text("Holding something\n")
+    (ann / "x-train.csv").write_text("1;Holding something\n2;Putting [something] on [red]\n")
+    result = CliRunner().invoke(app, ["prepare", "sthv1", "-a", str(ann), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "Putting [something] on [red]" in result.output

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vidnet.cli._app import app
@@ -53,7 +54,7 @@ def print_report(report: PrepareReport, console: Console) -> None:
         table.add_column("found", justify="right")
         table.add_column("missing", justify="right")
     for split, n in sorted(report.splits.items()):
-        cells = [split or "(none)", str(n)]
+        cells = [escape(split) or "(none)", str(n)]
         if checked:
             found = report.found.get(split, 0)
             cells += [str(found), str(n - found)]
@@ -77,10 +78,10 @@ def print_report(report: PrepareReport, console: Console) -> None:
     kinds += [(f"skipped: {reason}", [{}] * n) for reason, n in report.skipped.items()]
     for kind, items in kinds:
         if items:
-            examples = "\n".join(" | ".join(f"{v}" for v in it.values()) for it in items[:_EXAMPLES] if it)
+            examples = "\n".join(" | ".join(escape(str(v)) for v in it.values()) for it in items[:_EXAMPLES] if it)
             findings.add_row(kind, str(len(items)), examples + ("\n..." if len(items) > _EXAMPLES else ""))
     if findings.row_count:
         console.print(findings)
         console.print("full lists in prepare-report.json")
     for note in report.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}")
