@@ -295,3 +295,22 @@ def test_ctrl_c_leaves_no_partial_store(tmp_path):
         pytest.skip("conversion finished before the interrupt landed")
     assert proc.returncode == 130 and "interrupted" in err
     assert not list(dst.rglob(".frames.db.*.tmp"))
+
+
+def test_index_cut_slices_the_source_and_empty_source_is_missing(tmp_path):
+    src = tmp_path / "src"
+    write_test_video(src / "full" / "yt1.mp4", 50, fps=25)
+    (src / "index.csv").write_text(
+        "label,id,time_start,time_end,split,source,cut\n"
+        "jump,yt1,0.4,1.2,train,full/yt1.mp4,1\n"  # HACS-style: the clip is [0.4, 1.2) s of the full video
+        "jump,yt1,1.2,2,train,full/yt1.mp4,1\n"
+        "jump,gone,,,train,,\n"  # `vidnet prepare` found no file
+    )
+    s = convert_dataset(src, tmp_path / "dst", ConvertOptions(workers=1))
+    assert (s.converted, s.failed) == (2, 1)
+    rows = sorted(read_index(tmp_path / "dst" / "index.csv"), key=lambda r: r.time_start)
+    assert [(r.path, r.n_frames) for r in rows] == [("jump/yt1_000000_000001", 20), ("jump/yt1_000001_000002", 20)]
+    full = list(iter_video_frames(src / "full" / "yt1.mp4"))
+    with FrameStore(tmp_path / "dst" / "jump" / "yt1_000000_000001") as store:
+        assert _psnr(store.get_frames([0])[0], full[10]) > 35  # frame 10 is shown at 0.4 s
+    assert _problems(tmp_path / "dst")["gone"] == ("error", "missing: the index names no source file")

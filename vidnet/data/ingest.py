@@ -255,6 +255,10 @@ def _jobs_from_index(src: Path, index_path: Path, opts: ConvertOptions, problems
     log.info("taking videos, labels and splits from %s (%d rows)", index_path, len(rows))
     jobs = []
     for row in rows:
+        if "source" in row.extra and not row.extra["source"]:
+            # `vidnet prepare` leaves source empty for videos it did not find.
+            problems.append((f"{row.label}/{row.dir_name}", "error", "missing: the index names no source file"))
+            continue
         source_rel = row.extra.get("source") or row.path or f"{row.label}/{row.dir_name}"
         source = src / source_rel
         kind = _kind_of(source)
@@ -375,7 +379,9 @@ def _sha256(path: Path) -> str:
 def _frames_of_video(job: Job, opts: ConvertOptions, info: VideoInfo, notes: list[str]) -> Iterator[np.ndarray]:
     n = 0
     try:
-        for rgb in iter_video_frames(job.source, fps=opts.fps):
+        cut = job.extra.get("cut") == "1" and job.time_start is not None
+        span = (job.time_start, job.time_end) if cut else (None, None)
+        for rgb in iter_video_frames(job.source, fps=opts.fps, start=span[0], end=span[1]):
             n += 1
             yield rgb
     except VideoDecodeError as err:
@@ -383,7 +389,7 @@ def _frames_of_video(job: Job, opts: ConvertOptions, info: VideoInfo, notes: lis
             raise
         reason = str(err).removeprefix(f"{job.source}: ")
         notes.append(f"partial: {reason}; kept the {n} frames that decoded")
-    if info.header_frames and not opts.fps and info.header_frames != n:
+    if n and info.header_frames and not opts.fps and not cut and info.header_frames != n:
         notes.append(f"header says {info.header_frames} frames, {n} decoded (the decoder's count is used)")
 
 

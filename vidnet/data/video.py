@@ -148,8 +148,8 @@ def _decode_all(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]
             pass
 
 
-def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, threads: int = 1
-                      ) -> Iterator[np.ndarray]:
+def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, threads: int = 1,
+                      start: float | None = None, end: float | None = None) -> Iterator[np.ndarray]:
     """Decode a video file frame by frame as RGB uint8 ``[H, W, 3]`` arrays.
 
     The decoder is the truth: frames are counted as they decode, whatever the header claims.
@@ -159,6 +159,8 @@ def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, thre
         fps: resample to this frame rate by picking, for each output time ``k / fps``, the latest source
             frame shown at or before it (drops frames to go down, repeats them to go up); None keeps all.
         threads: decoder threads (1 when the caller parallelises over videos, as conversion does).
+        start: first second to keep (seeks to the key frame before it and drops what precedes it).
+        end: keep frames shown before this second.
 
     Raises:
         VideoDecodeError: the file cannot be opened, or decoding fails; ``frames_decoded`` says how many
@@ -179,7 +181,15 @@ def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, thre
         prev_t = 0.0
         errors: list[str] = []
         src_i = 0
+        if start and time_base:
+            container.seek(int(start / time_base), stream=stream, backward=True, any_frame=False)
         for frame in _decode_all(container, stream, errors):
+            if start is not None or end is not None:
+                ft = frame.pts * time_base if frame.pts is not None and time_base else 0.0
+                if start is not None and ft < start - 1e-3:
+                    continue
+                if end is not None and ft >= end - 1e-3:
+                    break
             if not fps:
                 yield frame_to_rgb(frame)
                 n += 1
