@@ -356,6 +356,4 @@ def parse_interval(text: str) -> int | tuple[int, ...] | range:
             return range(lo, hi + 1)
         return _check_interval(int(raw))
     except ValueError:
-        raise UsageError(
-            f"frame interval {text!r} is not an int, a comma list (1,2,4) or a range (2-4)"
-        ) from None
+        raise UsageError(f"frame interval {text!r} is not an int, a comma list (1,2,4) or a range (2-4)") from None
