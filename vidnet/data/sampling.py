@@ -244,7 +244,9 @@ class MultiClip:
       bin's centre, ``floor((k + 0.5) * free / N)``. This is MMAction2's ``SampleFrames`` test mode (the
       10-clip protocol); for interval 1 the indices are identical. MMAction2 reserves ``T * interval``
       frames per clip where we reserve the true span ``(T - 1) * interval + 1``, so for interval > 1 our
-      clips may start up to ``interval - 1`` frames later.
+      clips may start up to ``interval - 1`` frames later. The floor is computed in exact integer
+      arithmetic; MMAction2's float product lands one frame lower where the bin centre is an exact
+      integer (n=107, T=16, N=10, k=7: 68.999... -> 68 where the exact start is 69).
     * ``spacing="ends"``: the first clip starts at frame 0 and the last ends at the last frame,
       ``floor(k * (free - 1) / (N - 1))`` (PySlowFast's offset sampling, without its rounding of the
       stride); N = 1 gives the centre clip.
