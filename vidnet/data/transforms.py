@@ -560,6 +560,7 @@ _ALIASES = {
     "moments": "mit",
     "momentsintime": "mit",
     "jester": "jester",
+    "20bnjester": "jester",
     "mict": "mict",
 }
 PRESET_FAMILIES = tuple(sorted(set(_ALIASES.values())))
