@@ -301,3 +301,25 @@ def test_transforms_survive_pickling_for_workers():
     clone = pickle.loads(pickle.dumps(aug))
     assert np.array_equal(clone(clip, 4), expected)
     assert pickle.loads(pickle.dumps(ClipEval(eval_preset("jester")))).config == eval_preset("jester")
+
+
+@pytest.mark.parametrize(
+    ("fast", "stock", "kwargs"),
+    [
+        ("_SmallestMaxSize", A.SmallestMaxSize, dict(max_size=24)),
+        ("_Perspective", A.Perspective, dict(scale=(0.02, 0.05), keep_size=True, p=1.0)),
+        ("_HorizontalFlip", A.HorizontalFlip, dict(p=1.0)),
+    ],
+)
+def test_frame_by_frame_variants_match_the_library(fast, stock, kwargs):
+    import random
+
+    from vidnet.data import transforms
+
+    clip = np.stack([textured_frame(h=30, w=44, seed=s) for s in range(4)])
+    outs = []
+    for cls in (getattr(transforms, fast), stock):
+        pipe = A.Compose([cls(**kwargs)])
+        pipe.set_random_state(np.random.default_rng(3), random.Random(3))
+        outs.append(pipe(images=clip)["images"])
+    assert outs[0].shape == outs[1].shape and np.array_equal(outs[0], outs[1])
