@@ -389,6 +389,10 @@ class ClipAugment:
     Call it as ``augment(clip, rng, size=None)`` with a uint8 RGB clip ``[T, H, W, 3]``; it returns a new
     uint8 array ``[T, h, w, 3]`` with (h, w) = ``size`` or the config's size. The pipelines are built once
     per output size and cached, so multigrid's changing sizes cost one build each.
+
+    Order: resize (short side or fixed), centre crop, crop, resize to the output size, flip, brightness,
+    photometric list. The photometric list runs at the output size, where it is cheapest; the original ran
+    it on the 224 crop before its final resize.
     """
 
     def __init__(self, config: TrainAugmentConfig | None = None) -> None:
