@@ -191,7 +191,12 @@ def _inflate_leaf(m: nn.Module, time_kernel, time_padding: str, mode) -> nn.Modu
         common = dict(stride=(1, *m.stride), dilation=(1, *m.dilation), groups=m.groups, bias=m.bias is not None)
         if time_padding == "replicate":
             conv = TemporalPadConv3d(
-                m.in_channels, m.out_channels, (kt, *m.kernel_size), padding=(0, *m.padding), time_pad=(pt, kt - 1 - pt), **common
+                m.in_channels,
+                m.out_channels,
+                (kt, *m.kernel_size),
+                padding=(0, *m.padding),
+                time_pad=(pt, kt - 1 - pt),
+                **common,
             )
         else:
             conv = nn.Conv3d(m.in_channels, m.out_channels, (kt, *m.kernel_size), padding=(pt, *m.padding), **common)

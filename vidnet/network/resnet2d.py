@@ -262,8 +262,7 @@ def transfer_resnet2d_weights(
     if gaps:
         where = str(source) if isinstance(source, str | Path) else "state dict"
         raise VidnetError(
-            f"{where}: not a torchvision ResNet of this depth; {len(gaps)} target entries unfilled "
-            f"(first: {gaps[0]})"
+            f"{where}: not a torchvision ResNet of this depth; {len(gaps)} target entries unfilled (first: {gaps[0]})"
         )
     return report
 
@@ -324,6 +323,4 @@ def _frame_builder(depth: int) -> Callable[..., FrameResNet]:
 
 
 for _depth in RESNET2D_LAYERS:
-    register_model(f"frame_resnet{_depth}", family="frame2d", paper=_PAPER, depth=str(_depth))(
-        _frame_builder(_depth)
-    )
+    register_model(f"frame_resnet{_depth}", family="frame2d", paper=_PAPER, depth=str(_depth))(_frame_builder(_depth))
