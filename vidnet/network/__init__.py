@@ -11,5 +11,10 @@ from vidnet.network._registry import (
 
 # Model families register themselves on import. Keep this list sorted; one line per module.
 # (filled by the network zoo issue)
+# isort: split
+import vidnet.network.crnn  # noqa: F401
+import vidnet.network.inflate  # noqa: F401
+import vidnet.network.mict  # noqa: F401
+import vidnet.network.resnet2d  # noqa: F401
 
 __all__ = ["ModelInfo", "UnknownModelError", "create_model", "list_models", "model_info", "register_model"]
