@@ -227,21 +227,22 @@ def transfer_resnet2d_weights(
 ) -> TransferReport:
     """Copy a torchvision-format 2D ResNet state dict into ``target``, name for name.
 
-    Entries whose (mapped) name or shape does not fit are skipped and reported; the classifier of an
-    ImageNet file (1000 classes) is typically skipped this way. Old torchvision files without
-    ``num_batches_tracked`` are fine.
+    Every trunk entry of the source must land (a ResNet-34 file does not half-fill a ResNet-18); the source
+    classifier ``fc.*`` is copied only when its shape fits (an ImageNet file's 1000-way layer is skipped and
+    reported). Old torchvision files without ``num_batches_tracked`` are fine. Nothing is loaded on error.
 
     Args:
         target: the model to fill (a :class:`ResNet2d`, or a model embedding one under other names).
         source: a weight file path or a state dict.
         key_map: maps a torchvision key to the target's key (None drops it); identity when omitted.
-        require: predicate over target keys that must all be filled; a gap raises instead of training
-            silently from scratch (default: every key except ``fc.*`` when ``key_map`` is omitted).
+        require: predicate over target keys that must all be filled, so that a wrong file cannot leave part
+            of the model at random (default: every key except ``fc.*`` when ``key_map`` is omitted).
 
     Raises:
-        VidnetError: a required target entry found no tensor of the right shape.
+        VidnetError: a source trunk entry found no place, or a required target entry stayed unfilled.
     """
     state = read_state_dict(source)
+    where = str(source) if isinstance(source, str | Path) else "state dict"
     own = target.state_dict()
     report = TransferReport()
     new: dict[str, torch.Tensor] = {}
@@ -253,17 +254,22 @@ def transfer_resnet2d_weights(
             report.skipped[key] = f"shape {tuple(value.shape)} != target {tuple(own[dest].shape)}"
         else:
             new[dest] = value
-    target.load_state_dict(new, strict=False)
     report.loaded = sorted(new)
     report.missing = [k for k in own if k not in new]
+    unused = [k for k in report.skipped if _not_classifier(k)]
+    if unused:
+        raise VidnetError(
+            f"{where}: not a torchvision ResNet matching this model; {len(unused)} entries do not fit "
+            f"(first: {unused[0]}: {report.skipped[unused[0]]})"
+        )
     if require is None and key_map is None:
         require = _not_classifier
     gaps = [k for k in report.missing if require is not None and require(k) and not k.endswith("num_batches_tracked")]
     if gaps:
-        where = str(source) if isinstance(source, str | Path) else "state dict"
         raise VidnetError(
-            f"{where}: not a torchvision ResNet of this depth; {len(gaps)} target entries unfilled (first: {gaps[0]})"
+            f"{where}: not a torchvision ResNet of this depth; {len(gaps)} model entries unfilled (first: {gaps[0]})"
         )
+    target.load_state_dict(new, strict=False)
     return report
 
 
