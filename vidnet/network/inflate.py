@@ -112,18 +112,19 @@ def load_inflated(
         source: a weight file path (read with ``weights_only=True``) or a state dict.
         key_map: renames 2D keys to the model's keys.
         mode: inflation mode, see :func:`inflate_weight`.
-        strict: raise when any model entry other than the classifier (``fc.*``) and BN counters stays unfilled.
+        strict: raise (loading nothing) when any model entry other than the classifier (``fc.*``) and BN
+            counters would stay unfilled.
 
     Raises:
         VidnetError: ``strict`` and the file does not cover the model.
     """
     new, report = inflate_state_dict(read_state_dict(source), model, key_map=key_map, mode=mode)
-    model.load_state_dict(new, strict=False)
     if strict:
         gaps = [k for k in report.missing if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
         if gaps:
             where = str(source) if isinstance(source, str | Path) else "state dict"
             raise VidnetError(f"{where}: {len(gaps)} entries of the 3D model found no 2D weight (first: {gaps[0]})")
+    model.load_state_dict(new, strict=False)
     return report
 
 
