@@ -166,3 +166,26 @@ def test_registry_names(depth):
         m = create_model(f"mict_resnet{depth}", num_classes=400)
     assert isinstance(m, MiCTResNet)
     assert sum(p.numel() for p in m.parameters()) == ZOO_MICT[(depth, 7)] + 513 * (400 - 101)
+
+
+def _gmacs(model, shape):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model.eval()(torch.empty(*shape, device="meta"))
+    return counter.get_total_flops() / 2e9
+
+
+@pytest.mark.parametrize(
+    ("depth", "version", "size", "gmacs"),
+    [
+        (18, "v1", 160, 12.616),
+        (18, "v2", 160, 15.300),
+        (34, "v1", 160, 15.565),
+        (34, "v2", 160, 20.490),
+        (18, "v1", 112, 6.226),
+        (18, "v2", 112, 7.676),
+    ],  # fmt: skip
+)
+def test_macs_equal_reference(depth, version, size, gmacs):
+    assert round(_gmacs(_meta(depth, version=version), (1, 3, 16, size, size)), 3) == gmacs

@@ -182,3 +182,14 @@ def test_frame_classifier_registry_names(depth):
     assert isinstance(m, FrameResNet)
     assert sum(p.numel() for p in m.parameters()) == no_fc + fc_in * 101 + 101
     assert list_models("frame_resnet*") == sorted(f"frame_resnet{d}" for d in ZOO_RESNET2D)
+
+
+@pytest.mark.parametrize(("depth", "gmacs"), [(18, 1.814), (34, 3.664), (50, 4.089), (101, 7.801), (152, 11.514)])
+def test_macs_at_224_equal_reference(depth, gmacs):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        m = create_model(f"frame_resnet{depth}", num_classes=1000).eval()
+    with FlopCounterMode(display=False) as counter:
+        m(torch.empty(1, 3, 1, 224, 224, device="meta"))
+    assert round(counter.get_total_flops() / 2e9, 3) == gmacs
