@@ -189,3 +189,20 @@ def _gmacs(model, shape):
 )
 def test_macs_equal_reference(depth, version, size, gmacs):
     assert round(_gmacs(_meta(depth, version=version), (1, 3, 16, size, size)), 3) == gmacs
+
+
+def test_inflate_3d_starts_each_3d_conv_as_its_2d_neighbour():
+    from vidnet.network.inflate import inflate_weight
+
+    r = _torchvision_r18(num_classes=1000)
+    m = mict_resnet(18, first_kernel_t=5)
+    report = m.load_resnet2d(r.state_dict(), inflate_3d=True)
+    torch.testing.assert_close(m.conv2.weight, inflate_weight(r.conv1.weight, 5))
+    assert torch.equal(m.bn2.running_var, r.bn1.running_var)
+    for i in range(1, 5):
+        stage, block = getattr(m, f"layer{i}"), getattr(r, f"layer{i}")[0]
+        torch.testing.assert_close(stage.conv.weight, inflate_weight(block.conv1.weight, 3))
+        assert torch.equal(stage.bn.bias, block.bn1.bias)
+    assert [k for k in report.missing if not k.endswith("num_batches_tracked")] == ["fc.weight", "fc.bias"]
+    with pytest.raises(VidnetError, match="inflate_3d needs pretrained_2d"):
+        mict_resnet(18, inflate_3d=True)

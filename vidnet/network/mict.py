@@ -27,7 +27,15 @@ import torch.nn.functional as F
 
 from vidnet.errors import VidnetError
 from vidnet.network._registry import register_model
-from vidnet.network.resnet2d import BasicBlock, TransferReport, init_resnet_, make_stage, transfer_resnet2d_weights
+from vidnet.network.inflate import inflate_state_dict
+from vidnet.network.resnet2d import (
+    BasicBlock,
+    TransferReport,
+    init_resnet_,
+    make_stage,
+    read_state_dict,
+    transfer_resnet2d_weights,
+)
 
 __all__ = ["MiCTResNet", "MiCTStage", "mict_resnet"]
 
@@ -145,21 +153,31 @@ class MiCTResNet(nn.Module):
         per_step = self.fc(feats.mean(dim=(3, 4)).transpose(1, 2))  # [N, T', classes]: each time step scored
         return per_step.mean(dim=1)
 
-    def load_resnet2d(self, source: str | Path | Mapping[str, torch.Tensor]) -> TransferReport:
+    def load_resnet2d(
+        self, source: str | Path | Mapping[str, torch.Tensor], *, inflate_3d: bool = False
+    ) -> TransferReport:
         """Initialise the 2D part from a torchvision-format ResNet-18/34 file or state dict.
 
-        ``layerX.Y.*`` goes to ``layerX.bottlenecks.Y.*``; the 3D convolutions, their norms and the classifier
-        keep their initialisation (as in the original's ImageNet transfer).
+        ``layerX.Y.*`` goes to ``layerX.bottlenecks.Y.*``; the classifier keeps its initialisation. The 3D
+        convolutions keep theirs too (the original's ImageNet transfer) unless ``inflate_3d``: then each
+        starts as the inflated 2D kernel it runs beside (stem ``conv1`` -> ``conv2``, first block's ``conv1``
+        -> ``layerX.conv``, with the matching BatchNorm), so a static clip first sees twice the 2D features.
 
         Raises:
             VidnetError: the source does not fill every 2D entry (wrong depth or not a ResNet).
         """
-        return transfer_resnet2d_weights(
+        report = transfer_resnet2d_weights(
             self,
             source,
             key_map=_torchvision_to_mict,
             require=lambda k: k.startswith(("conv1.", "bn1.")) or ".bottlenecks." in k,
         )
+        if inflate_3d:
+            new, _ = inflate_state_dict(read_state_dict(source), self, key_map=_torchvision_to_mict_3d)
+            self.load_state_dict(new, strict=False)
+            report.loaded = sorted({*report.loaded, *new})
+            report.missing = [k for k in report.missing if k not in new]
+        return report
 
 
 def _torchvision_to_mict(key: str) -> str | None:
@@ -171,6 +189,17 @@ def _torchvision_to_mict(key: str) -> str | None:
     return None  # fc: a new task's classifier
 
 
+def _torchvision_to_mict_3d(key: str) -> str | None:
+    """The 2D layer each 3D convolution parallels: same input, output channels and spatial stride."""
+    top, rest = key.split(".", 1)
+    if top in ("conv1", "bn1"):
+        return f"{'conv2' if top == 'conv1' else 'bn2'}.{rest}"
+    if top.startswith("layer") and rest.startswith(("0.conv1.", "0.bn1.")):
+        layer, param = rest[2:].split(".", 1)
+        return f"{top}.{'conv' if layer == 'conv1' else 'bn'}.{param}"
+    return None
+
+
 def mict_resnet(
     depth: int,
     *,
@@ -179,6 +208,7 @@ def mict_resnet(
     first_kernel_t: Literal[3, 5, 7] = 7,
     dropout: float = 0.5,
     pretrained_2d: str | Path | None = None,
+    inflate_3d: bool = False,
 ) -> MiCTResNet:
     """Build MiCT-ResNet-18 or -34.
 
@@ -189,6 +219,7 @@ def mict_resnet(
         first_kernel_t: temporal size of the first 3D kernel (3, 5 or 7).
         dropout: Dropout3d rate before the classifier.
         pretrained_2d: optional torchvision ResNet weight file for the 2D part.
+        inflate_3d: with ``pretrained_2d``, also start the 3D convolutions as inflated 2D kernels.
     """
     if depth not in _LAYERS:
         raise VidnetError(f"MiCT-ResNet depth {depth} is not one of {sorted(_LAYERS)}")
@@ -196,7 +227,9 @@ def mict_resnet(
         _LAYERS[depth], num_classes=num_classes, version=version, first_kernel_t=first_kernel_t, dropout=dropout
     )
     if pretrained_2d is not None:
-        model.load_resnet2d(pretrained_2d)
+        model.load_resnet2d(pretrained_2d, inflate_3d=inflate_3d)
+    elif inflate_3d:
+        raise VidnetError("inflate_3d needs pretrained_2d (a torchvision ResNet weight file)")
     return model
 
 

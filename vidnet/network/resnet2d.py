@@ -29,6 +29,8 @@ __all__ = [
     "FrameResNet",
     "RESNET2D_LAYERS",
     "resnet2d",
+    "make_stage",
+    "init_resnet_",
     "read_state_dict",
     "TransferReport",
     "transfer_resnet2d_weights",
