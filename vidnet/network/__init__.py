@@ -1,5 +1,8 @@
 """Video network zoo. Importing this package registers every model family."""
 
+# Model families register themselves on import. Keep this list sorted; one line per module.
+# (filled by the network zoo issue)
+import vidnet.network.efficient3d  # noqa: F401
 from vidnet.network._registry import (
     ModelInfo,
     UnknownModelError,
@@ -8,8 +11,5 @@ from vidnet.network._registry import (
     model_info,
     register_model,
 )
-
-# Model families register themselves on import. Keep this list sorted; one line per module.
-# (filled by the network zoo issue)
 
 __all__ = ["ModelInfo", "UnknownModelError", "create_model", "list_models", "model_info", "register_model"]
