@@ -2,6 +2,7 @@
 
 # Model families register themselves on import. Keep this list sorted; one line per module.
 # (filled by the network zoo issue)
+import vidnet.network.c3d  # noqa: F401
 import vidnet.network.efficient3d  # noqa: F401
 import vidnet.network.hara_resnet  # noqa: F401
 from vidnet.network._registry import (
