@@ -315,17 +315,18 @@ class _TemporalEvenAvgPool(nn.Module):
 
     For odd T the strided 3x3x3 conv gives ``(T+1)/2`` frames and the pool ``(T-1)/2`` (nothing at T = 1), so
     the concatenation fails; repeating the last frame first makes both ``ceil(T/2)`` and changes nothing for
-    even T.
+    even T. The spatial zero padding is applied explicitly (the same average, as the original counts padded
+    zeros) because ``avg_pool3d`` rejects maps smaller than its kernel before padding (H or W < 3).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.pool = nn.AvgPool3d(kernel_size=(2, 3, 3), stride=2, padding=(0, 1, 1))
+        self.pool = nn.AvgPool3d(kernel_size=(2, 3, 3), stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[2] % 2:
             x = torch.cat([x, x[:, :, -1:]], dim=2)
-        return self.pool(x)
+        return self.pool(F.pad(x, (1, 1, 1, 1)))
 
 
 class ShuffleUnit3D(nn.Module):
