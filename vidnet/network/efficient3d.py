@@ -5,7 +5,8 @@ Köpüklü et al., "Resource Efficient 3D Convolutional Neural Networks", ICCVW 
 The layer layout and the state-dict key names are those of the authors' code (okankop/Efficient-3DCNNs), so
 its checkpoints load directly (ShuffleNet v2 needs :meth:`ShuffleNetV23D.remap_original_state_dict` for the
 original's ``banch1``/``banch2`` typo). Parameter counts equal the measured code for every width the
-original builds; where the published table (Table 8) and the code disagree, the code is followed.
+original builds. All 17 efficient-model rows of the published Table 8 agree with the code; for the ResNet rows, where
+they do not, the code is followed (see :mod:`vidnet.network.hara_resnet`).
 
 Differences from the original, all of which leave the output at its training shape (16x112x112) unchanged:
 

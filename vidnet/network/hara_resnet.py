@@ -20,6 +20,11 @@ Two versions of the original exist and both are options here:
 Every model here pools adaptively, so any clip length and frame size works; at the old API's training shape
 (16x112x112) the final map is exactly the fixed pool's size and the two heads agree.
 
+Parameter counts equal the measured code of both versions (and Efficient-3DCNNs') for every depth, shortcut
+and class count. Where Köpüklü et al.'s Table 8 (arXiv 1904.02422) disagrees with its own code, the code is
+followed: its ResNet-18/50/101 parameter figures (33.36M, 44.54M, 83.58M) fit neither shortcut (the code gives
+33.34M/44.65M/83.70M with shortcut A, whose MFLOPs the table does match); its ResNeXt-101 row matches.
+
 Shortcut "A" (parameter-free: stride-subsample the input and zero-pad the new channels) differs from the
 original in one way: the original builds it from ``out.data``, which cuts the gradient through the identity
 path of every downsampling block; here the gradient flows, as the ResNet paper's option A intends.
