@@ -1,4 +1,4 @@
-"""Kensho Hara's 3D ResNets: ResNet-10..200, pre-activation ResNets, wide ResNets, ResNeXt, and ResNetL-10.
+"""Kensho Hara's 3D ResNets: ResNet-10..200, (2+1)D, pre-activation and wide ResNets, ResNeXt, ResNetL-10.
 
 Hara et al., "Can Spatiotemporal 3D CNNs Retrace the History of 2D CNNs and ImageNet?", CVPR 2018,
 arXiv 1711.09577.
@@ -184,7 +184,66 @@ class PreActBottleneck3D(nn.Module):
         return out + (x if self.downsample is None else self.downsample(x))
 
 
-BlockName = Literal["basic", "bottleneck", "wide", "resnext", "preact_basic", "preact_bottleneck"]
+def _mid_2plus1d(cin: int, cout: int, t: int = 3, s: int = 3) -> int:
+    # Hara's (2+1)D width: as many mid channels as keep the factorised pair at the 3D conv's parameter count.
+    return (cin * cout * t * s * s) // (cin * s * s + t * cout)
+
+
+def _add_2plus1d(block: nn.Module, i: int | str, cin: int, cout: int, stride: int) -> None:
+    # The pair sits on the block itself as conv{i}_s, bn{i}_s, conv{i}_t, bn{i}_t: the original's key names.
+    mid = _mid_2plus1d(cin, cout)
+    setattr(block, f"conv{i}_s", nn.Conv3d(cin, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False))
+    setattr(block, f"bn{i}_s", nn.BatchNorm3d(mid))
+    setattr(block, f"conv{i}_t", nn.Conv3d(mid, cout, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False))
+    setattr(block, f"bn{i}_t", nn.BatchNorm3d(cout))
+
+
+def _run_2plus1d(block: nn.Module, i: int, x: torch.Tensor) -> torch.Tensor:
+    x = block.relu(getattr(block, f"bn{i}_s")(getattr(block, f"conv{i}_s")(x)))
+    return getattr(block, f"bn{i}_t")(getattr(block, f"conv{i}_t")(x))
+
+
+class BasicBlock2Plus1D(nn.Module):
+    """Basic block with each 3x3x3 conv factorised into 1x3x3 and 3x1x1 (Hara's ``resnet2p1d``)."""
+
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.relu = nn.ReLU(inplace=True)
+        _add_2plus1d(self, 1, cin, planes, stride)
+        _add_2plus1d(self, 2, planes, planes, 1)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = _run_2plus1d(self, 2, self.relu(_run_2plus1d(self, 1, x)))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class Bottleneck2Plus1D(nn.Module):
+    """Bottleneck whose 3x3x3 conv is factorised into 1x3x3 and 3x1x1 (Hara's ``resnet2p1d``)."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(cin, planes, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm3d(planes)
+        _add_2plus1d(self, 2, planes, planes, stride)
+        self.conv3 = nn.Conv3d(planes, planes * 4, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm3d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(_run_2plus1d(self, 2, out))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+BlockName = Literal["basic", "bottleneck", "wide", "resnext", "preact_basic", "preact_bottleneck", "basic_2plus1d",
+                    "bottleneck_2plus1d"]
 _BLOCKS: dict[str, type[nn.Module]] = {
     "basic": BasicBlock3D,
     "bottleneck": Bottleneck3D,
@@ -192,6 +251,8 @@ _BLOCKS: dict[str, type[nn.Module]] = {
     "resnext": ResNeXtBottleneck3D,
     "preact_basic": PreActBasicBlock3D,
     "preact_bottleneck": PreActBottleneck3D,
+    "basic_2plus1d": BasicBlock2Plus1D,
+    "bottleneck_2plus1d": Bottleneck2Plus1D,
 }
 
 
@@ -209,6 +270,9 @@ class HaraResNet(nn.Module):
         cardinality: groups of the ResNeXt block (ignored by the others).
         conv1_t_size: temporal kernel of the stem (7; master's option, padded by ``conv1_t_size // 2``).
         conv1_t_stride: temporal stride of the stem (1; master's option).
+        conv_type: ``"3d"``, or ``"2plus1d"`` for Hara's ``resnet2p1d``: the stem and every 3x3x3 conv split into
+            a spatial (1xkxk) and a temporal (kx1x1) conv with as many mid channels as keep the 3D parameter
+            count (``basic``/``bottleneck`` blocks only).
         no_max_pool: skip the stem max-pool (master's option).
         widen_factor: multiplies the stem and stage widths, ``int(c * widen_factor)`` (master's option).
         in_channels: input channels (master's ``n_input_channels``; 2 for optical flow).
@@ -227,6 +291,7 @@ class HaraResNet(nn.Module):
         cardinality: int = 32,
         conv1_t_size: int = 7,
         conv1_t_stride: int = 1,
+        conv_type: Literal["3d", "2plus1d"] = "3d",
         no_max_pool: bool = False,
         widen_factor: float = 1.0,
         in_channels: int = 3,
@@ -234,6 +299,12 @@ class HaraResNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if conv_type not in ("3d", "2plus1d"):
+            raise UsageError(f"HaraResNet: conv_type must be '3d' or '2plus1d', got {conv_type!r}")
+        if conv_type == "2plus1d":
+            if block not in ("basic", "bottleneck"):
+                raise UsageError(f"HaraResNet: conv_type='2plus1d' needs block 'basic' or 'bottleneck', got {block!r}")
+            block = f"{block}_2plus1d"
         if isinstance(block, str):
             if block not in _BLOCKS:
                 raise UsageError(f"HaraResNet: block must be one of {sorted(_BLOCKS)}, got {block!r}")
@@ -254,9 +325,18 @@ class HaraResNet(nn.Module):
         self.shortcut = shortcut
         block_kwargs = {"cardinality": cardinality} if issubclass(block, ResNeXtBottleneck3D) else {}
 
-        self.conv1 = nn.Conv3d(in_channels, stem, kernel_size=(conv1_t_size, 7, 7), stride=(conv1_t_stride, 2, 2),
-                               padding=(conv1_t_size // 2, 3, 3), bias=False)
-        self.bn1 = nn.BatchNorm3d(stem)
+        self.conv_type = conv_type
+        if conv_type == "3d":
+            self.conv1 = nn.Conv3d(in_channels, stem, kernel_size=(conv1_t_size, 7, 7),
+                                   stride=(conv1_t_stride, 2, 2), padding=(conv1_t_size // 2, 3, 3), bias=False)
+            self.bn1 = nn.BatchNorm3d(stem)
+        else:
+            mid = (in_channels * stem * conv1_t_size * 49) // (in_channels * 49 + conv1_t_size * stem)
+            self.conv1_s = nn.Conv3d(in_channels, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False)
+            self.bn1_s = nn.BatchNorm3d(mid)
+            self.conv1_t = nn.Conv3d(mid, stem, (conv1_t_size, 1, 1), (conv1_t_stride, 1, 1),
+                                     (conv1_t_size // 2, 0, 0), bias=False)
+            self.bn1_t = nn.BatchNorm3d(stem)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity() if no_max_pool else nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
         cin = stem
@@ -287,7 +367,12 @@ class HaraResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The layer4 feature map, N x C x T' x H' x W'."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        if self.conv_type == "3d":
+            x = self.relu(self.bn1(self.conv1(x)))
+        else:
+            x = self.relu(self.bn1_s(self.conv1_s(x)))
+            x = self.relu(self.bn1_t(self.conv1_t(x)))
+        x = self.maxpool(x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -313,6 +398,8 @@ def _layers(depth: int) -> tuple[str, tuple[int, ...]]:
 
 def resnet_3d(*, model_depth: int, num_classes: int = 400, **options) -> HaraResNet:
     """Hara's 3D ResNet-``model_depth`` (10, 18, 34, 50, 101, 152, 200); shortcut "B" unless ``shortcut="A"``.
+
+    ``conv_type="2plus1d"`` gives master's ``resnet2p1d`` (registered as ``resnet2p1d<depth>_3d``).
 
     Options are those of :class:`HaraResNet` (``shortcut``, ``conv1_t_size``, ``widen_factor``, ...).
     """
@@ -366,6 +453,9 @@ def resnetl_3d(*, num_classes: int = 400, **options) -> HaraResNet:
 
 for _d in _DEPTHS:
     register_model(f"resnet{_d}_3d", family="hara_resnet", paper=PAPER, depth=str(_d), model_depth=_d)(resnet_3d)
+for _d in _DEPTHS:
+    register_model(f"resnet2p1d{_d}_3d", family="hara_resnet2p1d", paper=PAPER, depth=str(_d), model_depth=_d,
+                   conv_type="2plus1d")(resnet_3d)
 for _d in (18, 34, 50, 101, 152, 200):
     register_model(f"preresnet{_d}_3d", family="hara_preresnet", paper=PAPER, depth=str(_d), model_depth=_d)(
         preresnet_3d
