@@ -5,8 +5,8 @@ Köpüklü et al., "Resource Efficient 3D Convolutional Neural Networks", ICCVW 
 The layer layout and the state-dict key names are those of the authors' code (okankop/Efficient-3DCNNs), so
 its checkpoints load directly (ShuffleNet v2 needs :meth:`ShuffleNetV23D.remap_original_state_dict` for the
 original's ``banch1``/``banch2`` typo). Parameter counts equal the measured code for every width the
-original builds. All 17 efficient-model rows of the published Table 8 agree with the code; for the ResNet rows, where
-they do not, the code is followed (see :mod:`vidnet.network.hara_resnet`).
+original builds. All 17 efficient-model rows of the published Table 8 agree with the code; for its ResNet
+rows, where they do not, the code is followed (see :mod:`vidnet.network.hara_resnet`).
 
 Differences from the original, all of which leave the output at its training shape (16x112x112) unchanged:
 
@@ -21,6 +21,8 @@ Differences from the original, all of which leave the output at its training sha
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -85,7 +87,6 @@ def _check_width(width_mult: float, model: str) -> None:
         raise UsageError(f"{model}: width_mult must be positive, got {width_mult}")
 
 
-# --------------------------------------------------------------------------------------------- SqueezeNet
 
 
 class Fire3D(nn.Module):
@@ -159,7 +160,6 @@ class SqueezeNet3D(nn.Module):
         return self.classifier(self.features(x)).flatten(1)
 
 
-# --------------------------------------------------------------------------------------------- MobileNet v1
 
 
 class DepthwiseSeparable3D(nn.Module):
@@ -210,7 +210,6 @@ class MobileNet3D(_PooledLinearHead):
         return self.head(self.features(x))
 
 
-# --------------------------------------------------------------------------------------------- MobileNet v2
 
 
 class InvertedResidual3D(nn.Module):
@@ -272,7 +271,6 @@ class MobileNetV23D(_PooledLinearHead):
         return self.head(self.features(x))
 
 
-# --------------------------------------------------------------------------------------------- ShuffleNet v1
 
 _SHUFFLENET_STAGES = {1: (144, 288, 567), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088),
                       8: (384, 768, 1536)}
@@ -393,7 +391,6 @@ class ShuffleNet3D(_PooledLinearHead):
         return self.head(self.layer3(self.layer2(self.layer1(x))))
 
 
-# --------------------------------------------------------------------------------------------- ShuffleNet v2
 
 _SHUFFLENETV2_STAGES = {0.25: (32, 64, 128, 1024), 0.5: (48, 96, 192, 1024), 1.0: (116, 232, 464, 1024),
                         1.5: (176, 352, 704, 1024), 2.0: (224, 488, 976, 2048)}
@@ -477,11 +474,10 @@ class ShuffleNetV23D(nn.Module):
         return {k.replace(".banch1.", ".branch1.").replace(".banch2.", ".branch2."): v for k, v in sd.items()}
 
 
-# --------------------------------------------------------------------------------------------- registry
 
 
-def _register(name: str, builder, depth: str, aliases: tuple[str, ...] = (), **defaults) -> None:
-    register_model(name, family="efficient3d", paper=PAPER, depth=depth, aliases=aliases, **defaults)(builder)
+def _register(name: str, builder: Callable[..., nn.Module], depth: str, **defaults) -> None:
+    register_model(name, family="efficient3d", paper=PAPER, depth=depth, **defaults)(builder)
 
 
 def squeezenet_3d(*, num_classes: int = 400, version: str = "1.1", **kwargs) -> SqueezeNet3D:
