@@ -87,8 +87,6 @@ def _check_width(width_mult: float, model: str) -> None:
         raise UsageError(f"{model}: width_mult must be positive, got {width_mult}")
 
 
-
-
 class Fire3D(nn.Module):
     """SqueezeNet Fire module in 3D with batch norm; ``bypass`` adds the input (simple bypass of the paper)."""
 
@@ -160,8 +158,6 @@ class SqueezeNet3D(nn.Module):
         return self.classifier(self.features(x)).flatten(1)
 
 
-
-
 class DepthwiseSeparable3D(nn.Module):
     """MobileNet v1 block: depthwise 3x3x3 conv, BN, ReLU, pointwise conv, BN, ReLU."""
 
@@ -208,8 +204,6 @@ class MobileNet3D(_PooledLinearHead):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
 
 
 class InvertedResidual3D(nn.Module):
@@ -269,7 +263,6 @@ class MobileNetV23D(_PooledLinearHead):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
 
 
 _SHUFFLENET_STAGES = {1: (144, 288, 567), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088),
@@ -391,7 +384,6 @@ class ShuffleNet3D(_PooledLinearHead):
         return self.head(self.layer3(self.layer2(self.layer1(x))))
 
 
-
 _SHUFFLENETV2_STAGES = {0.25: (32, 64, 128, 1024), 0.5: (48, 96, 192, 1024), 1.0: (116, 232, 464, 1024),
                         1.5: (176, 352, 704, 1024), 2.0: (224, 488, 976, 2048)}
 
@@ -472,8 +464,6 @@ class ShuffleNetV23D(nn.Module):
     def remap_original_state_dict(self, sd: dict) -> dict:
         """Rename the original's ``features.N.banch1.*``/``banch2.*`` keys to ``branch1``/``branch2``."""
         return {k.replace(".banch1.", ".branch1.").replace(".banch2.", ".branch2."): v for k, v in sd.items()}
-
-
 
 
 def _register(name: str, builder: Callable[..., nn.Module], depth: str, **defaults) -> None:
