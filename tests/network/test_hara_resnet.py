@@ -237,7 +237,7 @@ def test_forward_backward_on_a_tiny_clip(name, options):
 
 
 @pytest.mark.parametrize("name", sorted(NAMES))
-@pytest.mark.parametrize("shape", [(1, 3, 1, 17, 23), (1, 3, 5, 33, 45), (2, 3, 40, 64, 48)])
+@pytest.mark.parametrize("shape", [(1, 3, 1, 17, 23), (2, 3, 37, 64, 45)])
 def test_any_clip_length_and_size(name, shape):
     # Shapes only, on the meta device (the heaviest models are 400M parameters); real forwards are above.
     with torch.device("meta"):
