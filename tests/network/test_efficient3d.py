@@ -143,6 +143,8 @@ def test_bad_options_raise_usage_errors():
         create_model("squeezenet1_1_3d", version="2.0")
     with pytest.raises(UsageError, match="width_mult"):
         create_model("mobilenet_3d", width_mult=0)
+    with pytest.raises(UsageError, match="width_mult"):
+        create_model("mobilenetv2_3d", width_mult=0.05)  # int(16 * 0.05) = 0 channels
 
 
 PARITY = [

@@ -82,9 +82,10 @@ class _PooledLinearHead(nn.Module):
         return self.classifier(self.pool(x).flatten(1))
 
 
-def _check_width(width_mult: float, model: str) -> None:
-    if not width_mult > 0:
-        raise UsageError(f"{model}: width_mult must be positive, got {width_mult}")
+def _check_width(width_mult: float, model: str, smallest: int) -> None:
+    # `smallest` is the narrowest layer at 1.0x; below 1/smallest it would get zero channels.
+    if not int(smallest * width_mult) >= 1:
+        raise UsageError(f"{model}: width_mult must be at least 1/{smallest}, got {width_mult}")
 
 
 class Fire3D(nn.Module):
@@ -189,7 +190,7 @@ class MobileNet3D(_PooledLinearHead):
 
     def __init__(self, *, width_mult: float = 1.0, num_classes: int = 400, in_channels: int = 3,
                  dropout: float = 0.2) -> None:
-        _check_width(width_mult, "mobilenet_3d")
+        _check_width(width_mult, "mobilenet_3d", 32)
         cin = int(32 * width_mult)
         features: list[nn.Module] = [_conv_bn_act(in_channels, cin, (1, 2, 2))]
         for c, n, s in self.SETTINGS:
@@ -246,7 +247,7 @@ class MobileNetV23D(_PooledLinearHead):
 
     def __init__(self, *, width_mult: float = 1.0, num_classes: int = 400, in_channels: int = 3,
                  dropout: float = 0.2) -> None:
-        _check_width(width_mult, "mobilenetv2_3d")
+        _check_width(width_mult, "mobilenetv2_3d", 16)
         cin = int(32 * width_mult)
         last = int(1280 * width_mult) if width_mult > 1.0 else 1280
         features: list[nn.Module] = [_conv_bn_act(in_channels, cin, (1, 2, 2), nn.ReLU6)]
@@ -288,7 +289,7 @@ def shufflenet_widths(groups: int, width_mult: float) -> tuple[int, tuple[int, i
     """
     if groups not in _SHUFFLENET_STAGES:
         raise UsageError(f"shufflenet_3d: groups must be one of {sorted(_SHUFFLENET_STAGES)}, got {groups}")
-    _check_width(width_mult, "shufflenet_3d")
+    _check_width(width_mult, "shufflenet_3d", 24)
     stem = int(24 * width_mult)
     # A stem of exactly 24 feeds an ungrouped conv (see ShuffleUnit3D), so it never needs rounding.
     if stem != 24 and stem % groups:
