@@ -9,7 +9,9 @@ from vidnet.network._registry import (
     register_model,
 )
 
+# isort: split
 # Model families register themselves on import. Keep this list sorted; one line per module.
 # (filled by the network zoo issue)
+from vidnet.network import resnet3d  # noqa: F401
 
 __all__ = ["ModelInfo", "UnknownModelError", "create_model", "list_models", "model_info", "register_model"]
