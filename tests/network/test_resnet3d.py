@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from vidnet.network import create_model, model_info
 from vidnet.network.layers.conv_makers import Conv2Plus1D, Conv3DDepthwise, Conv3DSimple, IPConv3DDepthwise
-from vidnet.network.layers.residual_blocks import Bottleneck
+from vidnet.network.layers.residual_blocks import BasicBlock, Bottleneck
 from vidnet.network.layers.squeeze_recursion import SqueezeRecursion
 from vidnet.network.resnet3d import DEPTHS, VideoResNet
 
@@ -193,23 +193,30 @@ def test_long_clip_in_one_pass():
 
 
 @pytest.mark.parametrize("place", ["start", "top", "mid", "end", "skip", "final"])
-@pytest.mark.parametrize("depth", [18, 50])
-def test_every_sr_place_builds_and_runs(place, depth):
-    # The original sized start/top LSTMs wrongly, never ran `skip` and never passed `place` (defects 11-14).
-    if place == "end" and depth == 18:
+@pytest.mark.parametrize("block", [BasicBlock, Bottleneck])
+def test_every_sr_place_is_sized_and_applied(place, block):
+    # inplanes != planes != inner width: the original sized start/top LSTMs wrongly, never ran `skip` and
+    # never passed `place` at all (defects 11-14).
+    kw = {"conv_maker": Conv3DSimple, "stride": 2, "width_per_group": 128,
+          "downsample": nn.Sequential(nn.Conv3d(8, 16, 1, stride=2, bias=False), nn.BatchNorm3d(16)),
+          "sr_layer": SqueezeRecursion, "sr_place": place}
+    if place == "end" and block is BasicBlock:
         with pytest.raises(ValueError, match="no SR place 'end'"):
-            create_model(f"srtg_r3d_{depth}", num_classes=3, sr_place=place, width_per_group=128)
+            block(8, 16, **kw)
         return
-    model = create_model(f"srtg_r3d_{depth}", num_classes=3, sr_place=place, gates=False, width_per_group=128)
-    calls = []
-    for m in model.modules():
-        if isinstance(m, SqueezeRecursion):
-            m.register_forward_hook(lambda mod, i, o: calls.append(mod))
-    model.eval()
+    blk = block(8, 16, **kw).eval()
+    expected = {"start": 8, "top": 32, "mid": 32 if block is Bottleneck else 16}.get(place, 16)
+    assert blk.sr.lstm.input_size == expected
+    seen = []
+    blk.sr.register_forward_hook(lambda mod, i, o: seen.append(i[0].shape[1]))
     with torch.no_grad():
-        out = model(torch.randn(2, 3, 4, 32, 32))
-    assert out.shape == (2, 3)
-    assert len(calls) == sum(DEPTHS[depth][1])
+        assert blk(torch.randn(2, 8, 4, 8, 8)).shape == (2, 16, 2, 4, 4)
+    assert seen == [expected]
+
+
+def test_sr_place_reaches_every_block():
+    model = create_model("srtg_r3d_18", num_classes=3, sr_place="top", gates=False)
+    assert all(b.sr_place == "top" for i in range(1, 5) for b in getattr(model, f"layer{i}"))
 
 
 def test_zero_init_residual_makes_blocks_identity():

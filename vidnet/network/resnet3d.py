@@ -182,7 +182,7 @@ def video_resnet(
     groups: int = 1,
     width_per_group: int = 64,
     recursion: bool = False,
-    gates: bool = True,
+    gates: bool | None = None,
     sr_layers: int = 2,
     **options,
 ) -> VideoResNet:
@@ -198,7 +198,7 @@ def video_resnet(
         gates: with recursion, gate each SR layer with the temporal cycle-consistency gate. The SRTG paper's
             models use the gate (the "TG" of SRTG), so it is on by default; the original code could not turn
             it on from its constructors, and its gate made SR a no-op. ``gates=False`` is plain SR, which is
-            how the original's constructors (and its checkpoints) ran.
+            how the original's constructors (and its checkpoints) ran. None means "on with recursion".
         sr_layers: stacked LSTM layers in each SR layer.
         **options: further :class:`VideoResNet` options (``grouped_conv``, ``sr_place``, ``dropout``, ...).
     """
@@ -208,8 +208,11 @@ def video_resnet(
         raise ValueError(f"unknown model_depth {model_depth}; choose one of {', '.join(map(str, DEPTHS))}")
     conv_maker, stem = CONV_MAKERS[conv]
     block, layers = DEPTHS[model_depth]
+    if gates and not recursion:
+        raise ValueError("gates=True needs recursion=True (the srtg_* models): there is no SR layer to gate")
     sr_layer = None
     if recursion:
+        gates = True if gates is None else gates
         sr_layer = partial(SqueezeRecursion, num_layers=sr_layers, gate=TemporalCycleGate() if gates else None)
     return VideoResNet(block=block, conv_maker=conv_maker, stem=stem, layers=layers, num_classes=num_classes,
                        groups=groups, width_per_group=width_per_group, sr_layer=sr_layer, **options)
