@@ -115,3 +115,15 @@ def test_freeze_up_to_a_stage():
     assert model.layer1[0].conv1[0][0].weight.grad is None
     with pytest.raises(UsageError, match="no stage 'layer9'"):
         freeze_up_to(model, "layer9")
+
+
+def test_torchvision_layout_loads_into_r3d_without_stem_pool():
+    torch.manual_seed(0)
+    ours = create_model("r3d_18", num_classes=400, stem_pool=False)
+    # torchvision's Conv3DSimple is an nn.Conv3d, one level shallower than ours.
+    tv = {k.replace(".0.0.weight", ".0.weight") if k.startswith("layer") else k: v
+          for k, v in ours.state_dict().items()}
+    assert "layer1.0.conv1.0.weight" in tv
+    target = create_model("r3d_18", num_classes=400, stem_pool=False)
+    report = load_weights(target, tv, strict=True)
+    assert report.remapped and _same(ours, target)

@@ -86,8 +86,10 @@ class VideoResNet(nn.Module):
         zero_init_residual: zero the last norm of each residual branch so every block starts as identity.
     """
 
-    min_input = (1, 16, 16)
-    """Smallest clip (T, H, W) the trunk accepts in training mode with a batch of 2 (every stage >= 1 voxel)."""
+    min_input = (4, 32, 32)
+    """Smallest clip (T, H, W) to train on with a batch of 2. Inference accepts any clip (even 1x1x1); in
+    training, stages 3-4 of a 1x16x16 clip hold one voxel, batch norm then sees 2 values per channel and the
+    gradients of the 101+ layer models overflow to NaN."""
 
     def __init__(
         self,
@@ -166,12 +168,24 @@ class VideoResNet(nn.Module):
         return self.fc(self.dropout(x))
 
     def remap_original_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Map a state dict saved by the original SRTG code (``srtg_resnet.py``) to this model's keys.
+        """Map a state dict saved by the original SRTG code (or torchvision's video ResNets) to this model's keys.
 
         The trunk keeps the original module layout, so the only renamed module is the SR block:
-        ``layerS.B.sar.lstm.*`` -> ``layerS.B.sr.lstm.*``. Other keys pass unchanged.
+        ``layerS.B.sar.lstm.*`` -> ``layerS.B.sr.lstm.*``. torchvision's ``Conv3DSimple`` is the convolution
+        itself rather than a container of one, so its ``layerS.B.convN.0.weight`` becomes
+        ``layerS.B.convN.0.0.weight`` (torchvision's ``r3d_18``/``r2plus1d_18`` equal ours with
+        ``stem_pool=False``). Keys that match neither pass unchanged, for :func:`~vidnet.network.weights.load_weights`
+        to report.
         """
-        return {re.sub(r"\.sar\.", ".sr.", k): v for k, v in state_dict.items()}
+        own = self.state_dict().keys()
+        out = {}
+        for key, value in state_dict.items():
+            key = re.sub(r"\.sar\.", ".sr.", key)
+            if key not in own:
+                nested = re.sub(r"^(layer\d+\.\d+\.conv\d\.0)\.weight$", r"\1.0.weight", key)
+                key = nested if nested in own else key
+            out[key] = value
+        return out
 
 
 def video_resnet(
