@@ -8,8 +8,12 @@ checkpoints pin down:
 * a 3x3x3 max-pool with stride 2 over T, H and W after the stem (torchvision's video ResNets have none);
 * stage strides 1/2/2/2 over T as well as H and W, 1x1x1 projection shortcuts in stages 2-4;
 * expansion 1 in the bottleneck too, so stages output 64/128/256/512 channels and the classifier sees 512
-  (the "50/101/152/200" depths are the standard block counts, not the standard ResNet-50... widths);
+  (depths 50-200 have the standard ResNet block counts but not its 4x wider stage outputs);
 * adaptive average pooling before the classifier, so any clip length and size works.
+
+``srtg_*`` names add a Squeeze-and-Recursion layer after every residual block, gated by the temporal
+cycle-consistency gate by default: the paper's SRTG block is SR *with* the temporal gate. ``gates=False``
+gives the ungated SR that the original constructors built (its checkpoints and the parity fixtures).
 
 ``*xt*`` names are real ResNeXts (grouped spatio-temporal convolution). In the original, ``groups`` only
 widened a dense convolution: ``r3dxt50_32x4d`` equalled ``wide_r3d50_2`` (140.9 M parameters) and
