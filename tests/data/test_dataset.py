@@ -273,3 +273,14 @@ def test_skip_policy_aborts_above_max_bad_fraction(damaged):
     ds = _ds(root, None, bad_data="skip", max_bad_fraction=0.1)
     with pytest.raises(ClipError, match=r"1 of 6 videos \(16.7%\) failed in epoch 0, more than max_bad_fraction=0.1"):
         ds[2]
+
+
+def test_convert_carries_dataset_json_to_the_dataset(tmp_path):
+    from vidnet.data.ingest import ConvertOptions, convert_dataset
+    from vidnet.data.sample import SampleOptions, make_sample_dataset
+
+    make_sample_dataset(tmp_path / "v", SampleOptions(classes=2, videos_per_class=1, min_frames=4, max_frames=4,
+                                                      width=32, height=32, workers=1))
+    (tmp_path / "v" / "dataset.json").write_text('{"name": "jester", "num_classes": 2, "hflip": false}')
+    convert_dataset(tmp_path / "v", tmp_path / "f", ConvertOptions(workers=1))
+    assert VideoClipDataset(tmp_path / "f", None).hflip is False
