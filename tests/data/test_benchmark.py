@@ -66,10 +66,9 @@ def test_formats_read_the_same_frames(tiny_dataset, tmp_path):
 
     _same_clips(tiny_dataset, tmp_path)  # writes the scratch copies
     s = tmp_path / "s"
-    ds0 = b._SqliteDataset(tiny_dataset, stored={}, split=None)
-    stored = {r.path: (48, 64) for r in ds0.rows}
+    ds0 = b._SqliteDataset(tiny_dataset, split=None)
     blobs = {r.path: ds0._store(r).get_bytes(range(r.n_frames)) for r in ds0.rows}
-    common = {"split": None, "num_frames": 5, "size": (48, 64), "stored": stored,
+    common = {"split": None, "num_frames": 5, "size": (48, 64),
               "transform": ClipEval(EvalConfig(resize_short=None, crop="none"))}
     datasets = {
         "sqlite": b._SqliteDataset(tiny_dataset, **common),

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from vidnet.data import dataset as dataset_module
 from vidnet.data.dataset import KINETICS_MEAN, KINETICS_STD, VideoClipDataset, decode_size, normalize
 from vidnet.data.index import read_index, write_index
 from vidnet.data.sampling import CentreClip, MultiClip, RandomClip
@@ -175,16 +176,16 @@ def test_reduced_scale_decode_is_used_and_close_to_full(tiny_dataset, monkeypatc
     small = ClipEval(EvalConfig(resize_short=24, crop_size=24))  # stored 48x64 -> 1/2 decode
     ds = VideoClipDataset(tiny_dataset, "val", num_frames=4, size=24, transform=small)
     seen = []
-    original = FrameStore.get_frames
+    original = dataset_module.decode_frames
 
-    def spy(self, indices, *, min_size=None):
+    def spy(path, idx, blobs, min_size):
         seen.append(min_size)
-        return original(self, indices, min_size=min_size)
+        return original(path, idx, blobs, min_size)
 
-    monkeypatch.setattr(FrameStore, "get_frames", spy)
+    monkeypatch.setattr(dataset_module, "decode_frames", spy)
     reduced = ds[0]["clip"].float()
     assert seen == [(24, 32)]
-    monkeypatch.setattr("vidnet.data.dataset.decode_size", lambda *a: None)
+    monkeypatch.setattr(ds, "decode_size", lambda *a: None)
     full = ds[0]["clip"].float()
     assert seen[-1] is None and reduced.shape == full.shape
     assert (reduced - full).abs().mean() < 6  # the same picture, up to resampling

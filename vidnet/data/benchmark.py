@@ -57,9 +57,9 @@ from vidnet._log import get_logger
 from vidnet.data.dataset import VideoClipDataset, decode_size
 from vidnet.data.index import IndexRow
 from vidnet.data.sampling import RandomClip
-from vidnet.data.store import STORE_NAME, FrameStore, decode_jpeg
+from vidnet.data.store import STORE_NAME, FrameStore, decode_frames, decode_jpeg, jpeg_size
 from vidnet.data.transforms import ClipEval, EvalConfig
-from vidnet.errors import ClipError, UsageError, VidnetError
+from vidnet.errors import ClipError, CorruptFrameError, UsageError, VidnetError
 
 __all__ = [
     "FORMATS",
@@ -219,43 +219,29 @@ class _ProcessLRU:
         return item
 
 
-def _decode_unique(blobs: Callable[[list[int]], list[bytes]], frames: np.ndarray, min_size, name: str) -> np.ndarray:
-    """Decode each distinct frame once and return them in the requested order."""
+def _decode_jpegs(ds: VideoClipDataset, row: IndexRow, frames: np.ndarray, out: tuple[int, int],
+                  blobs: Callable[[list[int]], list[bytes]]) -> np.ndarray:
+    """Fetch each distinct frame's bytes once and decode them as the store's reader does."""
     unique = sorted(set(frames.tolist()))
-    mh, mw = min_size or (0, 0)
+    by_frame = dict(zip(unique, blobs(unique), strict=True))
+    ordered = [by_frame[i] for i in frames.tolist()]
     try:
-        decoded = {i: decode_jpeg(b, min_height=mh, min_width=mw) for i, b in zip(unique, blobs(unique), strict=True)}
-    except (ValueError, RuntimeError) as err:
-        raise ClipError(f"{name}: corrupt frame ({err})", video=name, reason="corrupt") from None
-    return np.stack([decoded[i] for i in frames.tolist()])
+        min_size = ds.decode_size(jpeg_size(ordered[0]), out)
+        return decode_frames(Path(row.path), frames, ordered, min_size)
+    except CorruptFrameError as err:
+        raise ClipError(f"{row.path}: corrupt frame ({err})", video=row.path, reason="corrupt") from None
 
 
-class _BenchDataset(VideoClipDataset):
-    """The dataset with the format's reader; the stored size comes from a table made once in the parent."""
-
-    fmt = "sqlite"
-
-    def __init__(self, root: Path, *, stored: dict[str, tuple[int, int]], **kw: Any) -> None:
-        super().__init__(root, **kw)
-        self._stored = stored
-
-    def stored_size(self, index: int) -> tuple[int, int] | None:
-        return self._stored.get(self.rows[index].path)
+class _SqliteDataset(VideoClipDataset):
+    """The store, exactly as training reads it."""
 
 
-class _SqliteDataset(_BenchDataset):
-    def stored_size(self, index: int) -> tuple[int, int] | None:
-        return VideoClipDataset.stored_size(self, index)  # the store's own meta, as in training
-
-
-class _JpgDataset(_BenchDataset):
-    fmt = "jpg"
-
+class _JpgDataset(VideoClipDataset):
     def __init__(self, root: Path, *, folder: Path, **kw: Any) -> None:
         super().__init__(root, **kw)
         self.folder = folder
 
-    def read_frames(self, index: int, frames: np.ndarray, min_size) -> np.ndarray:
+    def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         row = self.rows[index]
         d = self.folder / row.path
 
@@ -265,15 +251,13 @@ class _JpgDataset(_BenchDataset):
             except OSError as err:
                 raise ClipError(f"{row.path}: {err}", video=row.path, reason="missing") from None
 
-        return _decode_unique(blobs, frames, min_size, row.path)
+        return _decode_jpegs(self, row, frames, out, blobs)
 
 
-class _DecodeDataset(_BenchDataset):
+class _DecodeDataset(VideoClipDataset):
     """JPEG bytes in memory: one uint8 array per video plus frame offsets. Arrays, not lists of ``bytes``:
     touching a Python object in a forked worker writes its reference count and copies its memory page,
     which would charge this reference format a cost no store has."""
-
-    fmt = "decode"
 
     def __init__(self, root: Path, *, blobs: dict[str, list[bytes]], **kw: Any) -> None:
         super().__init__(root, **kw)
@@ -282,12 +266,11 @@ class _DecodeDataset(_BenchDataset):
             offsets = np.cumsum([0, *map(len, video)])
             self.buffers[path] = (np.frombuffer(b"".join(video), np.uint8), offsets)
 
-    def read_frames(self, index: int, frames: np.ndarray, min_size) -> np.ndarray:
+    def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         row = self.rows[index]
         data, offsets = self.buffers[row.path]
         view = memoryview(data)
-        return _decode_unique(lambda unique: [view[offsets[i]:offsets[i + 1]] for i in unique], frames, min_size,
-                              row.path)
+        return _decode_jpegs(self, row, frames, out, lambda unique: [view[offsets[i]:offsets[i + 1]] for i in unique])
 
 
 def _open_h5(path: Path) -> Any:
@@ -296,35 +279,25 @@ def _open_h5(path: Path) -> Any:
     return h5py.File(path, "r")
 
 
-class _Hdf5Dataset(_BenchDataset):
-    fmt = "hdf5"
-
+class _Hdf5Dataset(VideoClipDataset):
     def __init__(self, root: Path, *, folder: Path, **kw: Any) -> None:
         super().__init__(root, **kw)
         self.folder = folder
         self.files = _ProcessLRU(self.max_open, _open_h5)
 
-    def stored_size(self, index: int) -> None:
-        return None  # raw frames: nothing to gain from a reduced decode
-
-    def read_frames(self, index: int, frames: np.ndarray, min_size) -> np.ndarray:
+    def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         row = self.rows[index]
         unique = np.unique(frames)  # h5py selections must be increasing
         data = self.files.get(self.folder / f"{row.path}.h5")["video"][unique.tolist()]
         return data[np.searchsorted(unique, frames)]
 
 
-class _VideoDataset(_BenchDataset):
-    fmt = "video"
-
+class _VideoDataset(VideoClipDataset):
     def __init__(self, root: Path, *, files: dict[str, Path], **kw: Any) -> None:
         super().__init__(root, **kw)
         self.files = files
 
-    def stored_size(self, index: int) -> None:
-        return None
-
-    def read_frames(self, index: int, frames: np.ndarray, min_size) -> np.ndarray:
+    def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         from vidnet.data.video import read_video_frames
 
         return read_video_frames(self.files[self.rows[index].path], frames)
@@ -567,7 +540,7 @@ def run_benchmark(
         kwargs = {**extra, "decode": {"blobs": blobs}}
 
         def make(cls, t: int, s: int, fmt: str = "sqlite") -> VideoClipDataset:
-            return cls(root, stored=stored, split=opts.split, num_frames=t, size=(s, s), sampler=RandomClip(),
+            return cls(root, split=opts.split, num_frames=t, size=(s, s), sampler=RandomClip(),
                        transform=ClipEval(EvalConfig(resize_short=s, crop_size=s)), seed=opts.seed,
                        max_open=opts.max_open, **kwargs.get(fmt, {}))
 
