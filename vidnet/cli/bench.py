@@ -39,7 +39,7 @@ def benchmark_io(
     formats: Annotated[str, typer.Option(help="Formats to compare: sqlite,jpg,video,hdf5,decode.")] =
     "sqlite,jpg,video,hdf5,decode",
     batches: Annotated[int | None, typer.Option(help="Timed batches per cell (default: from --max-clips).")] = None,
-    max_clips: Annotated[int, typer.Option(help="Clips timed per cell when --batches is not given.")] = 768,
+    max_clips: Annotated[int, typer.Option(help="Clips timed per cell when --batches is not given.")] = 512,
     repeat: Annotated[int, typer.Option(help="Timed rounds per cell (formats interleaved); the best counts.")] = 3,
     scratch: Annotated[Path | None, typer.Option(
         help="Folder for the jpg/hdf5/video copies, kept and reused (default: a temporary folder, removed).")] = None,
@@ -50,6 +50,8 @@ def benchmark_io(
     rss_clips: Annotated[int, typer.Option(help="Clips for the worker memory measurement (0 skips).")] = 2000,
     scaling: Annotated[bool, typer.Option(help="Measure sqlite with 2 workers against 1.")] = True,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same for every format).")] = 0,
+    max_open: Annotated[int, typer.Option(help="Stores (and HDF5 files) kept open per worker, as the dataset's "
+                                               "max_open.")] = 32,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
@@ -74,6 +76,7 @@ def benchmark_io(
         videos=videos,
         split=split,
         seed=seed,
+        max_open=max_open,
         rss_clips=rss_clips,
         scaling=scaling,
         scaling_shape=(96, 16, 112) if not shape else shapes[0],
@@ -88,7 +91,7 @@ def benchmark_io(
     if not out.is_terminal:
         out = Console(width=140)  # whole rows in files and pipes
     table = Table(title=f"benchmark-io {dataset}: {report.videos} videos, {report.frames_per_video:.0f} frames "
-                        f"of {report.stored_size[0]}x{report.stored_size[1]} per video")
+                        f"of {report.stored_size[0]}x{report.stored_size[1]} per video, {max_open} open per worker")
     for col in ("format", "batch x T x S", "workers", "clips/s", "frames/s", "MB/s", "KB/video", "vs decode"):
         table.add_column(col, justify="left" if col == "format" else "right")
     for c in report.cells:

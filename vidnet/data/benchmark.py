@@ -128,7 +128,7 @@ class BenchmarkOptions:
     workers: Sequence[int] = (1,)
     formats: Sequence[str] = FORMATS
     batches: int | None = None
-    max_clips: int = 768
+    max_clips: int = 512
     repeat: int = 3
     scratch: Path | None = None
     videos: Path | None = None
