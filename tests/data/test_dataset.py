@@ -14,7 +14,7 @@ from vidnet.data import dataset as dataset_module
 from vidnet.data.dataset import KINETICS_MEAN, KINETICS_STD, VideoClipDataset, decode_size, normalize
 from vidnet.data.index import read_index, write_index
 from vidnet.data.sampling import CentreClip, MultiClip, RandomClip
-from vidnet.data.store import FrameStore
+from vidnet.data.store import ClipReader, FrameStore
 from vidnet.data.transforms import ClipAugment, ClipEval, EvalConfig, TrainAugmentConfig, train_preset
 from vidnet.errors import ClipError, UsageError
 
@@ -100,15 +100,19 @@ def test_multi_view_sampler_gives_n_clips(tiny_dataset):
         6, 3, 6, 32, 32)
 
 
-def test_one_sql_statement_per_clip(tiny_dataset):
-    ds = _ds(tiny_dataset, sampler=MultiClip(num_clips=4), num_frames=8)  # 32 indices, duplicates included
-    ds[0]  # opens the store (the opening queries are paid once per video per process)
+def test_one_sql_statement_per_clip(tiny_dataset, monkeypatch):
     statements: list[str] = []
-    store = next(iter(ds._stores.values()))
-    store._con.set_trace_callback(statements.append)
-    for _ in range(3):
-        ds[0]
-    assert len(statements) == 3 and all(s.lstrip().upper().startswith("SELECT") for s in statements)
+    original = ClipReader.__init__
+
+    def traced(self, path):
+        original(self, path)
+        self._con.set_trace_callback(statements.append)
+
+    monkeypatch.setattr(ClipReader, "__init__", traced)
+    ds = _ds(tiny_dataset, sampler=MultiClip(num_clips=4), num_frames=8)  # 32 indices, duplicates included
+    for i in (0, 0, 1, 0, 2):
+        ds[i]  # the first clip of a video too: opening a store runs no query
+    assert len(statements) == 5 and all(s.lstrip().upper().startswith("SELECT") for s in statements)
 
 
 def test_stores_lru_bounded_and_reopened_after_fork(tiny_dataset):
