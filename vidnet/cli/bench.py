@@ -113,8 +113,9 @@ def benchmark_io(
                   f"2 workers {s['2_workers_clips_per_s']:,.0f} clips/s ({s['speedup']:.2f}x)")
     if report.rss:
         r = report.rss
-        out.print(f"worker RSS over {r['clips']} clips: {r['after_first_batch_mb']:.0f} MB after the first batch, "
-                  f"{r['end_mb']:.0f} MB at the end (growth {r['growth_mb']:+.1f} MB, peak {r['peak_growth_mb']:+.1f})")
+        out.print(f"worker RSS (private) over {r['clips']} clips: {r['private_after_first_batch_mb']:.0f} MB after the "
+                  f"first batch, {r['private_end_mb']:.0f} MB at the end (growth {r['growth_mb']:+.1f} MB, "
+                  f"peak {r['peak_growth_mb']:+.1f})")
     targets = Table(title="targets (issue 3)")
     for col in ("target", "cell", "measured", "need", ""):
         targets.add_column(col, justify="left" if col in ("target", "cell") else "right")
