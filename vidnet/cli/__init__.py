@@ -5,6 +5,7 @@ from __future__ import annotations
 # Command groups register themselves on import: one line per module in the block below.
 from vidnet.cli import data as _data  # noqa: F401
 from vidnet.cli import prepare as _prepare  # noqa: F401
+from vidnet.cli import train as _train  # noqa: F401
 from vidnet.cli._app import app
 
 __all__ = ["app", "main"]
