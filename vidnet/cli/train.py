@@ -82,7 +82,7 @@ def train(
         int | None, _opt("--workers", "-j", help="Loader processes per GPU process.", panel=_DATA)
     ] = None,
     bad_data: Annotated[
-        str | None, _opt("--bad-data", help="Unreadable clip: raise (stop, naming it) or skip [raise].", panel=_DATA)
+        str | None, _opt("--bad-data", help="Unreadable clip: raise (stop, naming it) or skip.", panel=_DATA)
     ] = None,
     max_bad_fraction: Annotated[
         float | None,
@@ -119,7 +119,7 @@ def train(
         bool | None,
         _opt(
             "--sync-bn/--no-sync-bn",
-            help="SyncBatchNorm across processes [on with multigrid on several processes].",
+            help="SyncBatchNorm across processes (default: on with multigrid on several processes).",
             panel=_MODEL,
         ),
     ] = None,

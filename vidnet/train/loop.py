@@ -145,7 +145,7 @@ def train(
                     warmup_epochs=cfg.schedule.warmup_epochs, min_lr=cfg.schedule.min_lr)
 
     # Resume: weights, optimizer, scaler, EMA, RNG states and the position.
-    start_epoch, start_iter, step, best_top1 = 0, 0, 0, 0.0
+    start_epoch, start_iter, step, best_top1, resumed_sums = 0, 0, 0, 0.0, None
     resume_path = _resume_path(cfg, ckpt_dir)
     if resume_path is not None:
         state = ckpt_io.load_checkpoint(resume_path)
@@ -162,6 +162,7 @@ def train(
             ema.load_state_dict(state["ema"])
         start_epoch, start_iter, step = state["epoch"], state["iteration"], state["step"]
         best_top1 = state.get("best_top1", 0.0)
+        resumed_sums = state.get("epoch_sums")
         ckpt_io.set_rng_state(state["rng"])
         log.info(f"resumed from {resume_path}: epoch {start_epoch}, iteration {start_iter}, step {step}")
 
@@ -179,13 +180,16 @@ def train(
                                    seed=cfg.run.random_seed)
     batches = MultigridBatchSampler(len(train_set), plan.shape, sampler=shard, seed=cfg.run.random_seed)
     workers = cfg.data.workers
+    # Own generators: creating a loader iterator draws a seed, which must not move the global RNG that dropout
+    # uses (a resumed run creates its iterators at other points of that stream than an uninterrupted one).
     loader = DataLoader(train_set, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0)
+                        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.run.random_seed))
     val_loader = None
     if val_set is not None:
         val_loader = DataLoader(val_set, batch_size=cfg.schedule.batch_size, num_workers=workers,
                                 sampler=_RankShard(len(val_set), dist.rank, dist.world_size),
-                                pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+                                pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                                generator=torch.Generator().manual_seed(cfg.run.random_seed))
 
     autocast = partial(torch.autocast, device.type, dtype=_DTYPES[cfg.run.precision],
                        enabled=cfg.run.precision != "fp32")
@@ -200,7 +204,7 @@ def train(
         for line in plan.table() if multigrid else []:
             log.info(f"multigrid {line}")
 
-    def save(epoch: int, iteration: int, *, name: str | None = None) -> None:
+    def save(epoch: int, iteration: int, *, name: str | None = None, sums: Any = None) -> None:
         if not dist.is_main:
             return
         state = {
@@ -210,6 +214,7 @@ def train(
             "epoch": epoch, "iteration": iteration, "step": step, "best_top1": best_top1,
             "rng": ckpt_io.rng_state(), "config": cfg.to_dict(), "network": cfg.model.network,
             "labels": labels, "preprocessing": _preprocessing(cfg),
+            "epoch_sums": None if sums is None else list(sums),  # a resumed epoch's metrics cover all of it
         }
         path = ckpt_io.save_checkpoint(ckpt_dir / (name or ckpt_io.checkpoint_name(epoch, iteration)), state)
         log.info(f"saved {path}")
@@ -229,6 +234,8 @@ def train(
             iterations = len(batches)
             net.train()
             sums = np.zeros(4)  # loss * n, correct top1, correct top5, n
+            if first and resumed_sums is not None:
+                sums += resumed_sums
             epoch_t0 = time.perf_counter()
             lr = 0.0
             t_read = time.perf_counter()
@@ -291,9 +298,9 @@ def train(
                 # Metrics (numbers only; the sinks format them).
                 n = y.shape[0]
                 c1, c5 = _correct(logits.detach(), y)
-                sums += (float(loss) * n, c1, c5, n)
+                sums += (float(loss.detach()) * n, c1, c5, n)
                 record = {"epoch": epoch, "iteration": it, "iterations": iterations, "steps": step,
-                          "loss": float(loss), "top1": c1 / n, "top5": c5 / n, "lr": lr, "batch": n,
+                          "loss": float(loss.detach()), "top1": c1 / n, "top5": c5 / n, "lr": lr, "batch": n,
                           "frames": x.shape[2], "height": x.shape[3], "width": x.shape[4],
                           "last": it + 1 == iterations}
                 if timed:
@@ -310,7 +317,8 @@ def train(
                     if any(flags):
                         result.stopped = "interrupted" if flags[0] else "max_steps"
                         end_of_epoch = it + 1 == iterations
-                        save(epoch + 1 if end_of_epoch else epoch, 0 if end_of_epoch else it + 1)
+                        save(epoch + 1 if end_of_epoch else epoch, 0 if end_of_epoch else it + 1,
+                             sums=None if end_of_epoch else sums)
                         result.epochs, result.steps = epoch + int(end_of_epoch), step
                         return result
                 t_read = time.perf_counter()
