@@ -351,7 +351,8 @@ def _jobs_from_folders(src: Path, opts: ConvertOptions, problems) -> list[Job]:
 # --------------------------------------------------------------------------------------------- one video
 
 
-def _target_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+def target_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """``(width, height)`` with the shorter side scaled to ``short_side`` (unchanged when None)."""
     if not short_side or min(width, height) == short_side:
         return width, height
     scale = short_side / min(width, height)
@@ -360,7 +361,8 @@ def _target_size(width: int, height: int, short_side: int | None) -> tuple[int, 
     return max(1, round(width * scale)), short_side
 
 
-def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to ``(width, height)``: area averaging when shrinking, bilinear when enlarging."""
     h, w = rgb.shape[:2]
     if (w, h) == size:
         return rgb
@@ -438,8 +440,8 @@ def _write_frames_folder(job: Job, opts: ConvertOptions, writer: StoreWriter, no
         if rgb is None:
             notes.append(f"{path.name}: not a decodable image, skipped")
             continue
-        size = _target_size(rgb.shape[1], rgb.shape[0], opts.short_side)
-        writer.add_rgb(_resize(rgb, size), opts.quality)
+        size = target_size(rgb.shape[1], rgb.shape[0], opts.short_side)
+        writer.add_rgb(resize_frame(rgb, size), opts.quality)
 
 
 def _decode_image(data: bytes) -> np.ndarray | None:
@@ -462,7 +464,7 @@ def _write_from_store(job: Job, opts: ConvertOptions, writer: StoreWriter, notes
                     height, width, _, _ = simplejpeg.decode_jpeg_header(blob)
                     if opts.short_side:
                         rgb = simplejpeg.decode_jpeg(blob, colorspace="RGB")
-                        writer.add_rgb(_resize(rgb, _target_size(width, height, opts.short_side)), opts.quality)
+                        writer.add_rgb(resize_frame(rgb, target_size(width, height, opts.short_side)), opts.quality)
                     else:
                         writer.add(blob, width, height)
                 except ValueError as err:
@@ -498,8 +500,8 @@ def convert_one(job: Job, dst: Path, opts: ConvertOptions) -> JobResult:
                 target = None
                 for rgb in frames:
                     if target is None:
-                        target = _target_size(rgb.shape[1], rgb.shape[0], opts.short_side)
-                    writer.add_rgb(_resize(rgb, target), opts.quality)
+                        target = target_size(rgb.shape[1], rgb.shape[0], opts.short_side)
+                    writer.add_rgb(resize_frame(rgb, target), opts.quality)
             elif job.kind == "frames":
                 _write_frames_folder(job, opts, writer, notes)
             else:

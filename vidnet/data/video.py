@@ -115,6 +115,7 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
+
 _MAX_BAD_PACKETS = 16
 
 

@@ -11,7 +11,13 @@ from vidnet.network._registry import (
 
 # isort: split
 # Model families register themselves on import. Keep this list sorted; one line per module.
-# (filled by the network zoo issue)
-from vidnet.network import mtnet  # noqa: F401
+import vidnet.network.c3d  # noqa: F401
+import vidnet.network.crnn  # noqa: F401
+import vidnet.network.efficient3d  # noqa: F401
+import vidnet.network.hara_resnet  # noqa: F401
+import vidnet.network.inflate  # noqa: F401
+import vidnet.network.mict  # noqa: F401
+import vidnet.network.mtnet  # noqa: F401
+import vidnet.network.resnet2d  # noqa: F401
 
 __all__ = ["ModelInfo", "UnknownModelError", "create_model", "list_models", "model_info", "register_model"]
