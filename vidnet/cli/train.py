@@ -74,7 +74,8 @@ def train(
         str | None,
         _opt(
             "--augment",
-            help="Augmentation preset (ucf101, hmdb51, kinetics, jester, mict); default: the dataset's.",
+            help="Augmentation preset (ucf101, hmdb51, kinetics, jester, mict) or light (60-100% crops, no colour "
+            "changes); default: the dataset's preset.",
             panel=_DATA,
         ),
     ] = None,

@@ -89,7 +89,8 @@ class DataConfig:
     val_frame_interval: int = 2
     """Frame step of validation clips."""
     augment: str | None = None
-    """Augmentation preset (ucf101, hmdb51, kinetics, jester, mict, ...); None: the dataset's default."""
+    """Augmentation: a dataset preset (ucf101, hmdb51, kinetics, jester, mict, ...) or ``light`` (random-resized
+    crop of 60-100 % of the frame, no photometric changes); None: the dataset's default preset."""
     workers: int = 4
     """DataLoader worker processes per GPU process (0 loads in the main process)."""
     bad_data: BadData = "raise"

@@ -420,20 +420,36 @@ def _datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
     common = dict(num_frames=d.clip_length, size=d.clip_size, seed=cfg.run.random_seed, bad_data=d.bad_data,
                   max_bad_fraction=d.max_bad_fraction)
     train_set = VideoClipDataset(d.dataset, d.split, sampler=sampler, **common)
-    if d.augment:
-        from vidnet.data.transforms import ClipAugment, train_preset
-
-        train_set.transform = ClipAugment(train_preset(d.augment, size=d.clip_size,
-                                                       **({} if train_set.hflip else {"flip": False})))
     val_set = None
     if d.val_split:
         val_set = VideoClipDataset(d.dataset, d.val_split, sampler=CentreClip(interval=d.val_frame_interval),
                                    **common)
-        if d.augment:
-            from vidnet.data.transforms import ClipEval, eval_preset
-
-            val_set.transform = ClipEval(eval_preset(d.augment, crop_size=d.clip_size[0]))
+    if d.augment:
+        train_set.transform, val = _transforms(d.augment, d.clip_size, flip=train_set.hflip)
+        if val_set is not None:
+            val_set.transform = val
     return train_set, val_set
+
+
+def _transforms(augment: str, size: tuple[int, int], *, flip: bool) -> tuple[Any, Any]:
+    """Training and validation transforms of ``--augment`` at ``size``.
+
+    ``light``: a random-resized crop of 60-100 % of the frame (aspect 1-1.6), flips where the dataset allows,
+    no photometric changes; validation resizes the whole frame. For small or synthetic datasets whose action
+    can sit anywhere in the frame (the quickstart's). Any other name is a dataset preset of
+    `vidnet.data.transforms`, its validation crop scaled to this run's size.
+    """
+    from vidnet.data.transforms import ClipAugment, ClipEval, EvalConfig, TrainAugmentConfig, eval_preset, train_preset
+
+    if augment == "light":
+        train = TrainAugmentConfig(size=size, resize_short=None, crop="random_resized", scale=(0.6, 1.0),
+                                   ratio=(1.0, 1.6), flip=flip, photometric=None)
+        return ClipAugment(train), ClipEval(EvalConfig(crop_size=size[0], resize_short=None, resize=size,
+                                                       crop="none"))
+    train = ClipAugment(train_preset(augment, size=size, **({} if flip else {"flip": False})))
+    preset = eval_preset(augment)
+    short = None if preset.resize_short is None else round(preset.resize_short * size[0] / preset.crop_size)
+    return train, ClipEval(eval_preset(augment, crop_size=size[0], resize_short=short))
 
 
 def _write_config(cfg: TrainConfig, run_dir: Path) -> None:
