@@ -250,3 +250,40 @@ def _parse_gpus(text: str | int) -> int:
     if n < 0:
         raise UsageError(f"--gpus {text!r}: must be 0 or more")
     return n
+
+
+def quickstart_training(frames: Path, runs: Path, *, epochs: int = 12, workers: int = 1) -> dict[str, float]:
+    """The quickstart's training step: ``tiny_3d`` on 8-frame clips next to ``tiny_2d`` on single frames.
+
+    Both are trained the same way (AdamW, cosine schedule, light augmentation, 64x64 clips) on the sample
+    dataset, whose classes differ only in motion: the 3D model reaches about 90 % validation accuracy, the
+    single-frame model stays far lower. Returns the final validation top-1 of each network.
+    """
+    from rich.table import Table
+
+    from vidnet._io import atomic_write_json
+    from vidnet.train.config import TrainConfig
+    from vidnet.train.loop import train as run_training
+
+    if not (frames / "dataset.json").is_file():
+        # The sample's classes include move_left / move_right: a horizontal flip would swap their labels.
+        atomic_write_json(frames / "dataset.json", {"name": "sample", "hflip": False, "media": "frames"})
+    common = {"dataset": str(frames), "model_dir": str(runs), "clip_size": 64, "batch_size": 16,
+              "end_epoch": epochs, "lr_schedule": "cosine", "warmup_epochs": 1, "optimizer": "adamw",
+              "lr_base": 3e-3, "weight_decay": 0.05, "augment": "light", "workers": workers,
+              "save_frequency": epochs, "log_interval": 1000, "tensorboard": False, "random_seed": 1}
+    runs_to_do = [("tiny_3d", {"clip_length": 8, "train_frame_interval": 4, "val_frame_interval": 4}),
+                  ("tiny_2d", {"clip_length": 1})]
+    results = {}
+    for network, extra in runs_to_do:
+        console.rule(f"train {network} ({'8 frames' if extra['clip_length'] > 1 else 'single frame'}, {epochs} epochs)")
+        res = run_training(TrainConfig.from_flat({**common, **extra, "network": network}))
+        results[network] = res.val.get("top1", 0.0)
+        console.print(f"{network}: val top1 {results[network]:.1%} after {res.steps} steps in {res.wall_s:.0f} s")
+    table = Table(title="validation clip accuracy (sample dataset, classes differ only in motion)")
+    for col in ("network", "input", "top-1"):
+        table.add_column(col)
+    table.add_row("tiny_3d", "8 frames, 64x64", f"{results['tiny_3d']:.1%}")
+    table.add_row("tiny_2d", "1 frame, 64x64", f"{results['tiny_2d']:.1%}")
+    console.print(table)
+    return results

@@ -107,6 +107,14 @@ def train(
     torch.autograd.set_detect_anomaly(cfg.run.debug_mode)
     _seed_everything(cfg.run.random_seed)
 
+    if model is None:  # an unknown name fails before any data is read
+        from vidnet.network import UnknownModelError, model_info
+
+        try:
+            model_info(cfg.model.network)
+        except UnknownModelError as err:
+            raise UsageError(f"--network: {err}") from None
+
     # Data: one dataset per split; the training loader's batch sampler decides every batch's shape.
     if train_set is None:
         train_set, val_set = _datasets(cfg)
@@ -316,10 +324,10 @@ def train(
                         flags = distributed.all_reduce_sum(flags, device)
                     if any(flags):
                         result.stopped = "interrupted" if flags[0] else "max_steps"
-                        end_of_epoch = it + 1 == iterations
-                        save(epoch + 1 if end_of_epoch else epoch, 0 if end_of_epoch else it + 1,
-                             sums=None if end_of_epoch else sums)
-                        result.epochs, result.steps = epoch + int(end_of_epoch), step
+                        if it + 1 == iterations:  # the epoch is complete: validate and save it as usual
+                            break
+                        save(epoch, it + 1, sums=sums)
+                        result.epochs, result.steps = epoch, step
                         return result
                 t_read = time.perf_counter()
 
@@ -331,7 +339,7 @@ def train(
             elapsed = time.perf_counter() - epoch_t0
             sinks.epoch("train", {"epoch": epoch, "loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "lr": lr,
                                   "clips_per_s": n / elapsed, "time": elapsed})
-            last = epoch + 1 == plan.end_epoch
+            last = epoch + 1 == plan.end_epoch or result.stopped is not None
             if val_loader is not None and ((epoch + 1) % cfg.run.val_frequency == 0 or last):
                 t0 = time.perf_counter()
                 if hasattr(val_set, "set_epoch"):
@@ -345,9 +353,11 @@ def train(
                 if metrics["top1"] > best_top1:
                     best_top1 = metrics["top1"]
                     save(epoch + 1, 0, name="best.pth")
-            if (epoch + 1) % cfg.run.save_frequency == 0 or last:
+            if (epoch + 1) % cfg.run.save_frequency == 0 or last or result.stopped:
                 save(epoch + 1, 0)
             result.epochs, result.steps, result.best_top1 = epoch + 1, step, best_top1
+            if result.stopped:
+                return result
     finally:
         signal.signal(signal.SIGINT, previous_handler) if previous_handler is not None else None
         sinks.close()
