@@ -140,7 +140,12 @@ def train(
         epoch_factor=cfg.schedule.epoch_factor,
     )
     multigrid = cfg.schedule.long_cycles or cfg.schedule.short_cycles
-    sync_bn = cfg.model.sync_bn if cfg.model.sync_bn is not None else (multigrid and dist.distributed)
+    # Multigrid's small per-GPU batches get batch statistics from every process (Wu et al. use SyncBN when the
+    # per-GPU batch falls below 8); PyTorch's SyncBatchNorm runs on CUDA only.
+    cuda = device.type == "cuda"
+    sync_bn = cfg.model.sync_bn if cfg.model.sync_bn is not None else (multigrid and dist.distributed and cuda)
+    if sync_bn and not cuda:
+        raise UsageError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on CUDA only)")
     if sync_bn and dist.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
