@@ -271,7 +271,8 @@ def quickstart_training(frames: Path, runs: Path, *, epochs: int = 12, workers: 
     common = {"dataset": str(frames), "model_dir": str(runs), "clip_size": 64, "batch_size": 16,
               "end_epoch": epochs, "lr_schedule": "cosine", "warmup_epochs": 1, "optimizer": "adamw",
               "lr_base": 3e-3, "weight_decay": 0.05, "augment": "light", "workers": workers,
-              "save_frequency": epochs, "val_frequency": epochs, "log_interval": 1000, "tensorboard": False, "random_seed": 1}
+              "save_frequency": epochs, "val_frequency": epochs, "log_interval": 1000, "tensorboard": False,
+              "random_seed": 1}
     runs_to_do = [("tiny_3d", {"clip_length": 8, "train_frame_interval": 4, "val_frame_interval": 4}),
                   ("tiny_2d", {"clip_length": 1})]
     results = {}
