@@ -7,6 +7,7 @@ from vidnet.cli import bench as _bench  # noqa: F401
 from vidnet.cli import data as _data  # noqa: F401
 from vidnet.cli import models as _models  # noqa: F401
 from vidnet.cli import prepare as _prepare  # noqa: F401
+from vidnet.cli import train as _train  # noqa: F401
 from vidnet.cli._app import app
 
 __all__ = ["app", "main"]
