@@ -83,7 +83,7 @@ def test_fuse_side_by_side(tested, tmp_path):
                                  "--method", "logsum", "--weights", "1,3", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
-    assert lines[0].startswith("clip_logits.npz:") and lines[1].startswith("video_logits.npz:")
+    assert lines[0].startswith("tiny_3d 1 views:") and lines[1].startswith("tiny_3d 12 views:")
     assert lines[2].startswith("fused (logsum):") and (tmp_path / "fused_logits.npz").is_file()
 
 

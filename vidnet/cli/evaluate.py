@@ -31,7 +31,7 @@ def _ks(text: str) -> tuple[int, ...]:
 def _print_summary(title: str, s, names: list[str], ks: tuple[int, ...]) -> None:
     tops = "  ".join(f"top{k} {s.topk[k]:.2%}" for k in ks)
     loss = "n/a" if s.loss is None else f"{s.loss:.4f}"
-    typer.echo(f"{title:<34} {tops}  mean class acc {s.mean_class_accuracy:.2%}  loss {loss}  ({s.n} videos)")
+    typer.echo(f"{title:<38} {tops}  mean class acc {s.mean_class_accuracy:.2%}  loss {loss}  ({s.n} videos)")
 
 
 def _print_rankings(s, names: list[str]) -> None:
@@ -163,7 +163,7 @@ def fuse(
             raise UsageError(f"--weights: expected numbers, got {weights!r}") from None
     fused = fuse_predictions(models, weights=w, method=method)
     for path, p in zip(predictions, models, strict=True):
-        _print_summary(f"{path.name}:", summarize(p.log_probs(), p.labels, ks=ks), p.class_names, ks)
+        _print_summary(f"{p.model or path.name}:", summarize(p.log_probs(), p.labels, ks=ks), p.class_names, ks)
     s = summarize(fused.log_probs(), fused.labels, ks=ks)
     _print_summary(f"fused ({method}):", s, fused.class_names, ks)
     _print_rankings(s, fused.class_names)

@@ -60,4 +60,5 @@ def fuse_predictions(
     else:
         fused = np.tensordot(w, stack, axes=1)
     return Predictions(video_ids=list(first.video_ids), labels=first.labels.copy(),
-                       class_names=list(first.class_names), logits=fused[:, None].astype(np.float32))
+                       class_names=list(first.class_names), logits=fused[:, None].astype(np.float32),
+                       model=f"fused ({method}): " + " + ".join(m.model or "?" for m in models))

@@ -176,12 +176,14 @@ class Predictions:
         labels: true class ids (``-1`` when unknown).
         class_names: label names in id order.
         logits: float32 ``[videos, views, classes]``.
+        model: what produced them (network name and protocol), shown by ``vidnet fuse``.
     """
 
     video_ids: list[str]
     labels: np.ndarray
     class_names: list[str]
     logits: np.ndarray
+    model: str = ""
 
     def log_probs(self) -> np.ndarray:
         """Video log-probabilities: log of the mean softmax over the views ``[videos, classes]``."""
@@ -198,7 +200,8 @@ class Predictions:
         path = Path(path)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, logits=self.logits.astype(np.float32), labels=self.labels.astype(np.int64),
-                     video_ids=np.array(self.video_ids, dtype=str), class_names=np.array(self.class_names, dtype=str))
+                     video_ids=np.array(self.video_ids, dtype=str),
+                     class_names=np.array(self.class_names, dtype=str), model=np.array(self.model))
         return path
 
     @classmethod
@@ -213,11 +216,12 @@ class Predictions:
             with np.load(path, allow_pickle=False) as z:
                 logits = z["logits"]
                 labels, ids, names = z["labels"], z["video_ids"].tolist(), z["class_names"].tolist()
+                model = str(z["model"]) if "model" in z.files else ""
         except (OSError, ValueError, KeyError) as err:
             raise VidnetError(f"{path}: not a vidnet predictions file ({err})") from None
         if logits.ndim == 2:
             logits = logits[:, None]
-        return cls(video_ids=ids, labels=labels, class_names=names, logits=logits)
+        return cls(video_ids=ids, labels=labels, class_names=names, logits=logits, model=model)
 
 
 def _forward(em: EvalModel, clips: torch.Tensor, device: torch.device, chunk: int, amp: bool) -> torch.Tensor:
@@ -269,7 +273,7 @@ def predict_dataset(
         if on_batch is not None:
             on_batch(b)
     return Predictions(video_ids=ids, labels=np.array(labels, dtype=np.int64), class_names=list(em.class_names),
-                       logits=np.concatenate(logits).astype(np.float32))
+                       logits=np.concatenate(logits).astype(np.float32), model=f"{em.network} {views} views")
 
 
 @torch.no_grad()
