@@ -222,6 +222,8 @@ def train(
         console.print(f"starting {cfg.run.gpus} processes through torch.distributed.run")
         raise typer.Exit(launch(cfg.run.gpus, sys.argv[1:]))
     result = run_training(cfg)
+    if os.environ.get("RANK", "0") != "0":  # only rank 0 reports
+        return
     if result.stopped:
         console.print(
             f"[yellow]stopped ({result.stopped})[/yellow] after {result.steps} steps; continue with "

@@ -346,8 +346,10 @@ def train(
 
             # End of epoch: train summary, validation, checkpoints.
             if it < first:
-                raise UsageError(f"epoch {epoch} has no full batch: {len(train_set)} clips over "
-                                 f"{dist.world_size} process(es) at --batch-size {cfg.schedule.batch_size}")
+                need = plan.shape(epoch, 0).batch
+                raise UsageError(f"epoch {epoch} has no full batch: {len(train_set)} clips over {dist.world_size} "
+                                 f"process(es), and its first batch takes {need} per process (--batch-size "
+                                 f"{cfg.schedule.batch_size}" + (", times the multigrid factor)" if multigrid else ")"))
             loss_sum, c1, c5, n = distributed.all_reduce_sum(sums.tolist(), device)
             elapsed = time.perf_counter() - epoch_t0
             sinks.epoch("train", {"epoch": epoch, "loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "lr": lr,
