@@ -55,6 +55,7 @@ def test_config_file_and_override(tiny_dataset, tmp_path):
         (["--network", "no_such_net"], "no_such_net"),
         (["--resume-epoch", "4"], "no checkpoint for --resume-epoch 4"),
         (["--gpus", "x"], "--gpus"),
+        (["--gpus", "2"], "--gpus 2: only"),
     ],
 )
 def test_bad_options_are_one_line_errors(tiny_dataset, tmp_path, args, message):

@@ -208,7 +208,7 @@ def info(
 def quickstart(
     workdir: Annotated[Path, typer.Option("--dir", help="Working folder.")] = Path("vidnet-quickstart"),
     workers: Annotated[int, typer.Option(help="Processes (0 = all cores).")] = 0,
-    epochs: Annotated[int, typer.Option(help="Training epochs of each model (0 skips training).")] = 12,
+    epochs: Annotated[int, typer.Option(help="Training epochs of each model (0 skips training).")] = 16,
 ) -> None:
     """The main job on the embedded sample dataset: generate, convert, describe, read clips, train, evaluate."""
     import numpy as np

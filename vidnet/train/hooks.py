@@ -54,9 +54,31 @@ def data_bound(record: dict[str, Any]) -> bool:
 class ConsoleSink:
     """Log lines every ``interval`` steps with coloured speeds; an epoch summary per phase."""
 
-    def __init__(self, *, interval: int = 10, colour: bool | None = None) -> None:
+    def __init__(self, *, interval: int = 10, colour: bool | None = None, progress: bool | None = None) -> None:
         self.interval = max(1, interval)
         self.colour = sys.stderr.isatty() and "NO_COLOR" not in os.environ if colour is None else colour
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self._bar: Any = None
+        self._task: Any = None
+        self._epoch: int | None = None
+
+    def _advance(self, r: dict[str, Any]) -> None:
+        """A progress bar per training epoch (terminals only), showing loss and the batch shape."""
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=True)
+            self._bar.start()
+        if self._epoch != r["epoch"]:
+            if self._task is not None:
+                self._bar.remove_task(self._task)
+            self._epoch = r["epoch"]
+            self._task = self._bar.add_task(f"epoch {r['epoch']}", total=r.get("iterations"), info="")
+        self._bar.update(self._task, completed=r["iteration"] + 1,
+                         info=f"loss {r['loss']:.3f} {r['batch']}x{r['frames']}x{r['height']}x{r['width']}")
 
     def _speed(self, kind: str, value: float) -> str:
         text = f"{value:.2e}"
@@ -74,6 +96,8 @@ class ConsoleSink:
         return line
 
     def step(self, record: dict[str, Any]) -> None:
+        if self.progress:
+            self._advance(record)
         if record["iteration"] % self.interval == 0 or record.get("last", False):
             log.info(self.format_step(record))
 
@@ -83,7 +107,9 @@ class ConsoleSink:
                  f"{record.get('time', 0):.1f} s")
 
     def close(self) -> None:
-        pass
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
 class CSVSink:
