@@ -1,0 +1,435 @@
+"""Model cost: parameters, multiply-accumulates, latency, peak memory and throughput.
+
+MACs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`, which reports FLOPs as
+2 x multiply-accumulates for convolutions and matrix products (and nothing for element-wise ops such as
+batch norm, activations and pooling); :func:`count_macs` returns FLOPs / 2. Counting on the ``meta``
+device allocates no memory and computes nothing, so even the largest zoo model is counted in well under a
+second. The published Efficient-3DCNNs "MFLOPs" (``PUBLISHED``) come from the authors' bundled thop and are
+MAC-like counts, not 2 x MACs (see ``shared/reference/zoo.md``), which is why they sit next to our MACs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+
+from vidnet.errors import UsageError
+
+__all__ = [
+    "PUBLISHED",
+    "ProfileResult",
+    "Timing",
+    "count_macs",
+    "count_params",
+    "measure_latency",
+    "parse_clip",
+    "peak_memory",
+    "profile_model",
+]
+
+Precision = Literal["fp32", "bf16", "fp16"]
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Köpüklü et al. ICCVW 2019 Table 8 (shared/reference/anchors.md §2c): (MFLOPs as published, params as
+# published), 16x112x112 input and 600 classes. Keyed by vidnet model name.
+PUBLISHED: dict[str, tuple[float, float]] = {
+    "shufflenet_3d_050": (78, 0.55e6),
+    "shufflenetv2_3d_025": (116, 0.83e6),
+    "mobilenet_3d_050": (98, 1.17e6),
+    "mobilenetv2_3d_020": (63, 0.96e6),
+    "shufflenet_3d": (199, 1.52e6),
+    "shufflenetv2_3d": (195, 1.91e6),
+    "mobilenet_3d": (241, 3.91e6),
+    "mobilenetv2_3d_045": (177, 1.40e6),
+    "shufflenet_3d_150": (347, 2.92e6),
+    "shufflenetv2_3d_150": (291, 3.16e6),
+    "mobilenet_3d_150": (429, 8.22e6),
+    "mobilenetv2_3d_070": (325, 2.05e6),
+    "shufflenet_3d_200": (538, 4.76e6),
+    "shufflenetv2_3d_200": (438, 6.64e6),
+    "mobilenet_3d_200": (662, 14.10e6),
+    "mobilenetv2_3d": (561, 3.12e6),
+    "squeezenet1_1_3d": (926, 2.15e6),
+}
+PUBLISHED_NUM_CLASSES = 600
+
+
+def parse_clip(text: str) -> tuple[int, int, int]:
+    """Parse ``"16x112x112"`` (frames x height x width) or ``"16x112"`` (square frames).
+
+    Raises:
+        UsageError: the text is not two or three positive integers separated by ``x``.
+    """
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        dims = []
+    if len(dims) == 2:
+        dims.append(dims[1])
+    if len(dims) != 3 or min(dims) < 1:
+        raise UsageError(f"--clip: expected TxHxW such as 16x112x112, got {text!r}")
+    return dims[0], dims[1], dims[2]
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (trainable or not); quantized modules count their packed weights."""
+    n = sum(p.numel() for p in model.parameters())
+    for m in model.modules():
+        # Quantized layers keep their weights packed, outside parameters(); `_weight_bias` unpacks them.
+        if hasattr(m, "_weight_bias"):
+            w, b = m._weight_bias()
+            n += w.numel() + (b.numel() if b is not None else 0)
+    return n
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass on an input of ``input_shape`` (batch included).
+
+    The count is FlopCounterMode's FLOPs / 2 (convolutions, linear layers, matrix products). A model whose
+    parameters live on the ``meta`` device is counted without computing anything; any other model is run
+    once under ``no_grad`` on its own device, in eval mode, and left in the mode it had.
+
+    Args:
+        model: the network.
+        input_shape: full input shape, e.g. ``(1, 3, 16, 112, 112)``.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(input_shape, device=device))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def count_macs_by_name(name: str, input_shape: tuple[int, ...], *, num_classes: int = 400, **options) -> int:
+    """MACs of a registered model, built on the ``meta`` device (no weights are allocated)."""
+    from vidnet.network import create_model
+
+    with torch.device("meta"):
+        model = create_model(name, num_classes=num_classes, **options)
+    return count_macs(model, input_shape)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latency statistics over repeats, in milliseconds: median and the interquartile range."""
+
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    repeats: int
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, precision: Precision):
+    dtype = _DTYPES[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _quartiles(samples: list[float]) -> tuple[float, float, float]:
+    if len(samples) == 1:
+        return samples[0], samples[0], samples[0]
+    q1, q2, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def measure_latency(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    backward: bool = False,
+    repeats: int = 10,
+    warmup: int = 2,
+    precision: Precision = "fp32",
+) -> Timing:
+    """Wall-clock latency of a forward pass (or forward + backward) after ``warmup`` untimed runs.
+
+    On CUDA the device is synchronised before starting and after finishing each timed run, so the time covers
+    the kernels and not just their launch. The model is in eval mode for both (batch norm uses its running
+    statistics, so batch 1 and 1x1x1 maps work; the arithmetic equals train mode's up to the statistics): the
+    forward is timed under ``no_grad``, forward + backward (no optimizer step) on the sum of the outputs.
+
+    Args:
+        model: the network, already on the device of ``x``.
+        x: input batch.
+        backward: time forward + backward instead of forward only.
+        repeats: timed runs.
+        warmup: untimed runs first (cuDNN autotuning, allocator warm-up, lazy init).
+        precision: ``fp32`` or autocast to ``bf16``/``fp16``.
+    """
+    if repeats < 1:
+        raise UsageError(f"--repeats must be at least 1, got {repeats}")
+    device = x.device
+    was_training = model.training
+    model.eval()
+
+    def step() -> None:
+        if backward:
+            with _autocast(device, precision):
+                out = model(x)
+            out.float().sum().backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad(), _autocast(device, precision):
+                model(x)
+
+    samples: list[float] = []
+    try:
+        for _ in range(warmup):
+            step()
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            samples.append((time.perf_counter() - start) * 1e3)
+    finally:
+        model.train(was_training)
+    q1, q2, q3 = _quartiles(samples)
+    return Timing(q2, q1, q3, repeats)
+
+
+def _malloc_trim() -> None:
+    # glibc keeps freed heap pages resident; returning them first lets the RSS rise show the pass's own peak.
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextlib.contextmanager
+def _rss_sampler(interval_s: float = 0.0005) -> Iterator[dict]:
+    # Resident set size is sampled from a thread because the process-wide high-water mark (ru_maxrss) never
+    # goes down, so it cannot isolate one pass after the model (or an earlier pass) has been built.
+    state = {"base": _rss_bytes(), "peak": 0, "stop": False}
+    state["peak"] = state["base"]
+
+    def run() -> None:
+        while not state["stop"]:
+            state["peak"] = max(state["peak"], _rss_bytes())
+            time.sleep(interval_s)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state["stop"] = True
+        thread.join()
+        state["peak"] = max(state["peak"], _rss_bytes())
+
+
+def peak_memory(
+    model: nn.Module, x: torch.Tensor, *, backward: bool = False, precision: Precision = "fp32"
+) -> tuple[int, str]:
+    """Peak memory of one pass beyond what was held before it (weights excluded), in bytes, and the method.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before the pass (exact tensor memory).
+    CPU: the rise of the process's resident set size, sampled every 0.5 ms from a thread during the pass; an
+    estimate, reported as ``rss``: freed heap pages are handed back to the OS first (glibc ``malloc_trim``) so
+    that earlier passes' pages do not hide the rise, but short peaks between samples can be missed and other
+    threads' allocations are included.
+    """
+    device = x.device
+    was_training = model.training
+    model.eval()
+    grad = torch.enable_grad() if backward else torch.no_grad()
+    try:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            with grad, _autocast(device, precision):
+                out = model(x)
+            if backward:
+                out.float().sum().backward()
+            torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_allocated(device) - base
+            method = "cuda_max_allocated"
+        else:
+            _malloc_trim()
+            with _rss_sampler() as state:
+                with grad, _autocast(device, precision):
+                    out = model(x)
+                if backward:
+                    out.float().sum().backward()
+            peak = state["peak"] - state["base"]
+            method = "rss"
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return max(0, peak), method
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """One row of ``vidnet profile``.
+
+    Attributes:
+        network: model name (or a label for an unregistered model).
+        params: parameter count.
+        macs: multiply-accumulates per clip (FLOPs = 2 x MACs).
+        clip: frames, height, width.
+        batch: clips per timed batch.
+        device: ``cpu`` or ``cuda[:i]``.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        forward: forward latency of the batch.
+        forward_backward: forward + backward latency of the batch (``None`` when not measured).
+        memory_per_clip: peak forward memory per clip in bytes (train-mode forward + backward when measured).
+        memory_method: ``cuda_max_allocated`` or ``rss`` (see :func:`peak_memory`).
+        clips_per_s: ``batch / forward.median``.
+        frames_per_s: ``clips_per_s x frames``.
+        published_mflops: the Efficient-3DCNNs table's MFLOPs (600 classes) when the model is in it.
+        published_params: the table's parameter count.
+        macs_600: our MACs at 600 classes, comparable with ``published_mflops`` (None when not in the table).
+        params_600: our parameters at 600 classes.
+    """
+
+    network: str
+    params: int
+    macs: int
+    clip: tuple[int, int, int]
+    batch: int
+    device: str
+    precision: str
+    forward: Timing
+    forward_backward: Timing | None
+    memory_per_clip: int
+    memory_method: str
+    clips_per_s: float
+    frames_per_s: float
+    published_mflops: float | None = None
+    published_params: float | None = None
+    macs_600: int | None = None
+    params_600: int | None = None
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (timings flattened to milliseconds, the FLOPs convention spelled out)."""
+        d = asdict(self)
+        d["gmacs"] = self.gmacs
+        d["gflops"] = 2 * self.gmacs
+        d["clip"] = list(self.clip)
+        d["forward"]["iqr_ms"] = self.forward.iqr_ms
+        if self.forward_backward is not None:
+            d["forward_backward"]["iqr_ms"] = self.forward_backward.iqr_ms
+        return d
+
+
+def _resolve_device(device: str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be cpu or cuda, got {device!r}")
+    return dev
+
+
+def profile_model(
+    network: str | nn.Module,
+    *,
+    clip: tuple[int, int, int] = (16, 112, 112),
+    batch: int = 1,
+    device: str = "cpu",
+    precision: Precision = "fp32",
+    repeats: int = 10,
+    warmup: int = 2,
+    backward: bool = True,
+    num_classes: int = 400,
+    in_channels: int = 3,
+    label: str | None = None,
+    **options,
+) -> ProfileResult:
+    """Profile a registered model (by name) or a given module.
+
+    Args:
+        network: registered name, or a module (e.g. a pruned model).
+        clip: frames, height, width.
+        batch: clips per batch for the timings and memory.
+        device: ``cpu`` or ``cuda``.
+        precision: ``fp32`` or autocast ``bf16``/``fp16``.
+        repeats: timed runs per measurement.
+        warmup: untimed runs before them.
+        backward: also time forward + backward and measure its memory.
+        num_classes: classifier size for a named model.
+        in_channels: input channels.
+        label: name shown for a module.
+        **options: builder options for a named model (e.g. ``width_mult=0.5``).
+    """
+    from vidnet.network import create_model
+
+    if precision not in _DTYPES:
+        raise UsageError(f"--precision must be one of {', '.join(_DTYPES)}, got {precision!r}")
+    if batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {batch}")
+    dev = _resolve_device(device)
+    shape = (batch, in_channels, *clip)
+    published = macs_600 = params_600 = None
+    if isinstance(network, str):
+        name = network
+        macs = count_macs_by_name(name, (1, in_channels, *clip), num_classes=num_classes, **options)
+        model = create_model(name, num_classes=num_classes, **options)
+        from vidnet.network import model_info
+
+        canonical = model_info(name).name
+        if canonical in PUBLISHED and not options:
+            published = PUBLISHED[canonical]
+            with torch.device("meta"):
+                m600 = create_model(name, num_classes=PUBLISHED_NUM_CLASSES)
+            macs_600 = count_macs(m600, (1, in_channels, 16, 112, 112))
+            params_600 = count_params(m600)
+    else:
+        model = network
+        name = label or type(model).__name__
+        macs = count_macs(model, (1, in_channels, *clip))
+    params = count_params(model)
+    model = model.to(dev)
+    x = torch.randn(shape, device=dev)
+    fwd = measure_latency(model, x, repeats=repeats, warmup=warmup, precision=precision)
+    fwd_bwd = None
+    if backward:
+        fwd_bwd = measure_latency(model, x, backward=True, repeats=repeats, warmup=warmup, precision=precision)
+    mem, method = peak_memory(model, x, backward=backward, precision=precision)
+    clips_per_s = batch / (fwd.median_ms / 1e3)
+    return ProfileResult(
+        network=name, params=params, macs=macs, clip=clip, batch=batch, device=str(dev), precision=precision,
+        forward=fwd, forward_backward=fwd_bwd, memory_per_clip=mem // batch, memory_method=method,
+        clips_per_s=clips_per_s, frames_per_s=clips_per_s * clip[0],
+        published_mflops=published[0] if published else None,
+        published_params=published[1] if published else None,
+        macs_600=macs_600, params_600=params_600,
+    )
