@@ -11,7 +11,10 @@ from vidnet.network._registry import (
 
 # isort: split
 # Model families register themselves on import. Keep this list sorted; one line per module.
+import vidnet.network.c3d  # noqa: F401
 import vidnet.network.crnn  # noqa: F401
+import vidnet.network.efficient3d  # noqa: F401
+import vidnet.network.hara_resnet  # noqa: F401
 import vidnet.network.inflate  # noqa: F401
 import vidnet.network.mict  # noqa: F401
 import vidnet.network.mtnet  # noqa: F401
