@@ -381,3 +381,118 @@ def distillation_loss(
     hard = F.cross_entropy(student_logits, labels)
     return alpha * soft + (1.0 - alpha) * hard
 
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    """One row of the compression report.
+
+    Attributes:
+        variant: e.g. ``base``, ``prune 0.50``, ``sparse 0.90``, ``int8 dynamic``, ``int8 static``.
+        params: parameter count (packed int8 weights included).
+        macs: multiply-accumulates per clip of the float graph (int8 variants repeat their float model's
+            count: FlopCounter does not see quantized kernels, and the arithmetic is the same, in int8).
+        size_bytes: serialized state_dict size.
+        latency: CPU forward latency at batch 1.
+        accuracy: top-1 on the evaluation split, or ``None`` without a dataset.
+        sparsity: fraction of zero conv/linear weights.
+        max_abs_diff: largest logit difference from the base model on a fixed random clip.
+        rel_diff: ``max_abs_diff`` divided by the base model's largest absolute logit on that clip.
+    """
+
+    variant: str
+    params: int
+    macs: int
+    size_bytes: int
+    latency_ms: float
+    latency_iqr_ms: float
+    accuracy: float | None
+    sparsity: float
+    max_abs_diff: float
+    rel_diff: float
+
+
+def compare_variants(
+    variants: dict[str, tuple[nn.Module, int | None]],
+    *,
+    clip: tuple[int, int, int],
+    in_channels: int = 3,
+    repeats: int = 5,
+    warmup: int = 1,
+    evaluate=None,
+    seed: int = 0,
+) -> list[VariantRow]:
+    """Measure each variant on the CPU: size, cost, latency, output drift from the first variant, accuracy.
+
+    Args:
+        variants: ordered ``name -> (model, macs or None to count)``; the first is the reference.
+        clip: frames, height, width of the latency/drift input (batch 1).
+        in_channels: input channels.
+        repeats: timed forward passes per variant.
+        warmup: untimed passes before them.
+        evaluate: optional ``evaluate(model) -> top-1 accuracy``.
+        seed: seed of the fixed drift input.
+    """
+    from vidnet.network.profile import count_macs, count_params, measure_latency
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((1, in_channels, *clip), generator=g)
+    rows: list[VariantRow] = []
+    reference = None
+    for name, (model, macs) in variants.items():
+        model = model.cpu().eval()
+        with torch.no_grad():
+            out = model(x).float()
+        if reference is None:
+            reference = out
+        if macs is None:
+            macs = count_macs(model, x.shape)
+        timing = measure_latency(model, x, repeats=repeats, warmup=warmup)
+        rows.append(VariantRow(
+            variant=name, params=count_params(model), macs=macs, size_bytes=model_size_bytes(model),
+            latency_ms=timing.median_ms, latency_iqr_ms=timing.iqr_ms,
+            accuracy=evaluate(model) if evaluate is not None else None,
+            sparsity=sparsity(model) if _prunable_weights(model) else 0.0,
+            max_abs_diff=float((out - reference).abs().max()),
+            rel_diff=float((out - reference).abs().max() / reference.abs().max().clamp_min(1e-30)),
+        ))
+    return rows
+
+
+def clip_accuracy(
+    model: nn.Module,
+    root: str,
+    split: str,
+    *,
+    clip: tuple[int, int, int],
+    batch_size: int = 8,
+    limit: int | None = None,
+) -> float:
+    """Single-clip top-1 accuracy on a dataset split (``vidnet.data.dataset.VideoClipDataset``, eval mode).
+
+    uint8 clips are scaled to [0, 1]; a float clip is used as the dataset returns it.
+
+    Raises:
+        UsageError: the dataset module is not available in this installation.
+    """
+    try:
+        from vidnet.data.dataset import VideoClipDataset
+    except ImportError:
+        raise UsageError("accuracy needs vidnet.data.dataset.VideoClipDataset, which this installation lacks") from None
+    from torch.utils.data import DataLoader, Subset
+
+    ds = VideoClipDataset(root, split, num_frames=clip[0], size=(clip[1], clip[2]), output="float")
+    if limit is not None:
+        ds = Subset(ds, range(min(limit, len(ds))))
+    correct = total = 0
+    model = model.eval()
+    with torch.no_grad():
+        for batch in DataLoader(ds, batch_size=batch_size):
+            x = batch["clip"]
+            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+            pred = model(x).argmax(1)
+            correct += int((pred == batch["label"]).sum())
+            total += len(pred)
+    if total == 0:
+        raise UsageError(f"{root}: split {split!r} has no clips")
+    return correct / total

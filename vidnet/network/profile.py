@@ -86,7 +86,8 @@ def count_params(model: nn.Module) -> int:
     n = sum(p.numel() for p in model.parameters())
     for m in model.modules():
         # Quantized layers keep their weights packed, outside parameters(); `_weight_bias` unpacks them.
-        if hasattr(m, "_weight_bias"):
+        # Quantized Linear wraps a packed-params child that has `_weight_bias` too: count the innermost only.
+        if hasattr(m, "_weight_bias") and not any(hasattr(c, "_weight_bias") for c in m.children()):
             w, b = m._weight_bias()
             n += w.numel() + (b.numel() if b is not None else 0)
     return n
