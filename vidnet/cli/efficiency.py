@@ -229,3 +229,36 @@ def _print_compress_table(label: str, frames: tuple[int, int, int], rows, notes:
                       f"{r.latency_ms:.1f} ± {r.latency_iqr_ms / 2:.1f}", f"{base.latency_ms / r.latency_ms:.2f}x",
                       f"{r.sparsity:.2f}", f"{r.rel_diff:.3g}", acc, dacc)
     Console(width=200).print(table)
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.onnx or .pt).")],
+    network: Annotated[str | None, typer.Option("--network", "-n", help="Registered model name.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Trained checkpoint (see vidnet.network.loading).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
+    clip: Annotated[str, typer.Option(help="Example clip TxHxW.")] = "16x112x112",
+    num_classes: Annotated[int | None, typer.Option(help="Classifier outputs (default: checkpoint or 400).")]
+    = None,
+    dynamic_time: Annotated[bool, typer.Option(help="Try a dynamic time axis.")] = True,
+) -> None:
+    """Export a model to ONNX or TorchScript and verify it against PyTorch (max abs diff printed).
+
+    The batch axis is dynamic; the time axis too where the model verifies at a second clip length. ONNX
+    needs the `export` extra (pip install 'vidnet[export]'). Exits non-zero if verification fails.
+    """
+    from vidnet.errors import VidnetError
+    from vidnet.network.export import REL_TOL, export_model
+    from vidnet.network.loading import load_model
+    from vidnet.network.profile import parse_clip
+
+    model, label = load_model(checkpoint, network=network, num_classes=num_classes)
+    result = export_model(model, output, fmt=fmt, clip=parse_clip(clip), dynamic_time=dynamic_time)  # type: ignore
+    axes = "batch" + (", time" if result.dynamic_time else "") if result.dynamic_batch else "none"
+    typer.echo(f"{label} -> {result.path} ({result.format}, dynamic axes: {axes})")
+    for shape, diff, rel in result.checks:
+        typer.echo(f"  input {'x'.join(map(str, shape))}: max abs diff {diff:.3g} (relative {rel:.3g})")
+    for note in result.notes:
+        typer.echo(f"  note: {note}")
+    if not result.ok:
+        raise VidnetError(f"{result.path}: exported model differs from PyTorch beyond relative {REL_TOL:g}")
