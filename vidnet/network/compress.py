@@ -170,6 +170,7 @@ def find_prunable_chains(model: nn.Module) -> list[PrunableChain]:
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, attr = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
+    new.train(getattr(parent, attr).training)  # a fresh module starts in train mode; keep the model's
     setattr(parent, attr, new)
 
 

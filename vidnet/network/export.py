@@ -77,7 +77,9 @@ def _runner(path: Path, fmt: Format):
     if fmt == "onnx":
         import onnxruntime as ort
 
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # failures reach us as exceptions; keep onnxruntime's log quiet
+        sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         return lambda x: torch.from_numpy(sess.run(None, {name: x.numpy()})[0])
     loaded = torch.jit.load(str(path), map_location="cpu")

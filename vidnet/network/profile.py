@@ -96,23 +96,32 @@ def count_params(model: nn.Module) -> int:
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass on an input of ``input_shape`` (batch included).
 
-    The count is FlopCounterMode's FLOPs / 2 (convolutions, linear layers, matrix products). A model whose
-    parameters live on the ``meta`` device is counted without computing anything; any other model is run
-    once under ``no_grad`` on its own device, in eval mode, and left in the mode it had.
+    The count is FlopCounterMode's FLOPs / 2 (convolutions, linear layers, matrix products). The model is
+    called in eval mode with its parameters and buffers swapped for ``meta`` tensors (``functional_call``),
+    so nothing is computed or copied; a model that cannot run on ``meta`` (quantized kernels) is run once
+    for real. The model is left in the mode it had.
 
     Args:
         model: the network.
         input_shape: full input shape, e.g. ``(1, 3, 16, 112, 112)``.
     """
+    from torch.func import functional_call
     from torch.utils.flop_counter import FlopCounterMode
 
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(input_shape, device=device))
+        # Swap every parameter and buffer for a meta twin: counts without copying or computing anything.
+        meta = {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(),
+                                                                     *model.named_buffers()]}
+        try:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                functional_call(model, meta, (torch.zeros(input_shape, device="meta"),))
+        except Exception:  # e.g. quantized kernels have no meta implementation: run for real
+            param = next(iter(model.parameters()), None)
+            device = param.device if param is not None and param.device.type != "meta" else torch.device("cpu")
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                model(torch.zeros(input_shape, device=device))
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
