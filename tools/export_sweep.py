@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from vidnet.cli.models import parse_clip
 from vidnet.errors import VidnetError
 from vidnet.network import create_model, list_models
 from vidnet.network.export import export_model
-from vidnet.network.profile import parse_clip
 
 
 def _cell(fmt: str, model: torch.nn.Module, folder: Path, clip: tuple[int, int, int]) -> str:

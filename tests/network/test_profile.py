@@ -11,26 +11,14 @@ from typer.testing import CliRunner
 from vidnet.cli import app
 from vidnet.errors import UsageError
 from vidnet.network import create_model
-from vidnet.network.profile import (
-    PUBLISHED,
-    count_macs,
-    count_macs_by_name,
-    count_params,
-    measure_latency,
-    parse_clip,
-    peak_memory,
-    profile_model,
-)
+from vidnet.network.cost import model_cost
+from vidnet.network.profile import PUBLISHED, count_params, measure_latency, peak_memory, profile_model
 
 TINY = (4, 32, 32)
 
 
-def test_parse_clip() -> None:
-    assert parse_clip("16x112x112") == (16, 112, 112)
-    assert parse_clip("8x64") == (8, 64, 64)
-    for bad in ("16", "ax2x2", "0x2x2", "1x2x3x4"):
-        with pytest.raises(UsageError, match="--clip"):
-            parse_clip(bad)
+def _macs(name: str, clip: tuple[int, int, int], num_classes: int = 400) -> int:
+    return model_cost(name, num_classes=num_classes, clip=clip)[1]
 
 
 # GMACs @600 classes, 16x112x112, measured with FlopCounter on the original code (zoo.md §1.2).
@@ -39,13 +27,18 @@ def test_parse_clip() -> None:
     ("shufflenet_3d", 0.1877), ("squeezenet1_1_3d", 0.9026),
 ])
 def test_count_macs_matches_zoo(name: str, gmacs: float) -> None:
-    assert round(count_macs_by_name(name, (1, 3, 16, 112, 112), num_classes=600) / 1e9, 4) == gmacs
+    assert round(_macs(name, (16, 112, 112), 600) / 1e9, 4) == gmacs
 
 
-def test_meta_and_real_counts_agree() -> None:
+def test_profile_macs_equal_vidnet_models() -> None:
+    res = CliRunner().invoke(app, ["models", "mobilenetv2_3d_0*", "--clip", "4x32x32", "--json"])
+    assert res.exit_code == 0, res.output
+    for row in json.loads(res.output):
+        r = profile_model(row["name"], clip=TINY, repeats=1, warmup=0, backward=False)
+        assert round(r.macs / 1e9, 3) == row["gmacs"] and r.params == row["params"]
     model = create_model("mobilenetv2_3d_020", num_classes=7)
-    assert count_macs(model, (1, 3, *TINY)) == count_macs_by_name("mobilenetv2_3d_020", (1, 3, *TINY), num_classes=7)
-    assert model.training  # count_macs restores the mode
+    r = profile_model(model, clip=TINY, repeats=1, warmup=0, backward=False, label="m")
+    assert r.macs == _macs("mobilenetv2_3d_020", TINY, 7) and r.network == "m"
 
 
 def test_published_table_names_are_registered_and_params_match() -> None:
@@ -74,7 +67,7 @@ def test_latency_and_memory_positive() -> None:
 def test_profile_model_row() -> None:
     r = profile_model("mobilenet_3d_050", clip=TINY, batch=2, repeats=2, warmup=1, num_classes=600)
     assert r.params == count_params(create_model("mobilenet_3d_050", num_classes=600))
-    assert r.macs == count_macs_by_name("mobilenet_3d_050", (1, 3, *TINY), num_classes=600)
+    assert r.macs == _macs("mobilenet_3d_050", TINY, 600)
     assert r.forward.median_ms > 0 and r.forward_backward is not None and r.forward_backward.median_ms > 0
     assert r.clips_per_s == pytest.approx(2 / (r.forward.median_ms / 1e3))
     assert r.frames_per_s == pytest.approx(r.clips_per_s * TINY[0])
@@ -111,7 +104,7 @@ def test_cli_profile_table_and_json() -> None:
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
     assert [r["network"] for r in rows] == ["mobilenetv2_3d_020", "shufflenetv2_3d_025"]
-    assert rows[0]["macs"] == count_macs_by_name("mobilenetv2_3d_020", (1, 3, *TINY))
+    assert rows[0]["macs"] == _macs("mobilenetv2_3d_020", TINY)
     res = runner.invoke(app, ["profile", "-n", "mobilenetv2_3d_020", "--clip", "4x32x32", "--repeats", "1",
                               "--warmup", "0", "--no-backward"])
     assert res.exit_code == 0 and "mobilenetv2_3d_020" in res.output and "63" in res.output

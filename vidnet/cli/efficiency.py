@@ -57,7 +57,8 @@ def profile_command(
     sampled rise of the resident set size (an estimate). "pub" columns quote the Efficient-3DCNNs table
     (anchors.md §2c, 600 classes, thop MFLOPs) next to our count at 600 classes.
     """
-    from vidnet.network.profile import parse_clip, profile_model
+    from vidnet.cli.models import parse_clip
+    from vidnet.network.profile import profile_model
 
     frames = parse_clip(clip)
     names = _expand_networks(network)
@@ -154,6 +155,7 @@ def compress_command(
 
     import torch
 
+    from vidnet.cli.models import parse_clip
     from vidnet.network.compress import (
         clip_accuracy,
         compare_variants,
@@ -162,8 +164,8 @@ def compress_command(
         quantize_dynamic_int8,
         quantize_static_int8,
     )
+    from vidnet.network.cost import count_macs
     from vidnet.network.loading import load_model
-    from vidnet.network.profile import count_macs, parse_clip
 
     frames = parse_clip(clip)
     modes = [q.strip() for q in quantize.split(",") if q.strip()]
@@ -183,14 +185,13 @@ def compress_command(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     for model, label in targets:
-        shape = (1, 3, *frames)
         variants: dict = {"base": (model, None)}
         for r in _floats(ratios, "--ratios"):
             pruned, _ = prune_channels(model, r)
             variants[f"prune {r:.2f}"] = (pruned, None)
         for s in _floats(sparsity, "--sparsity"):
             variants[f"sparse {s:.2f}"] = (magnitude_prune(model, s), None)
-        base_macs = count_macs(model, shape)
+        base_macs = count_macs(model, frames)
         notes = []
         if "dynamic" in modes:
             variants["int8 dynamic"] = (quantize_dynamic_int8(model), base_macs)
@@ -247,10 +248,10 @@ def export_command(
     The batch axis is dynamic; the time axis too where the model verifies at a second clip length. ONNX
     needs the `export` extra (pip install 'vidnet[export]'). Exits non-zero if verification fails.
     """
+    from vidnet.cli.models import parse_clip
     from vidnet.errors import VidnetError
     from vidnet.network.export import REL_TOL, export_model
     from vidnet.network.loading import load_model
-    from vidnet.network.profile import parse_clip
 
     model, label = load_model(checkpoint, network=network, num_classes=num_classes)
     result = export_model(model, output, fmt=fmt, clip=parse_clip(clip), dynamic_time=dynamic_time)  # type: ignore

@@ -417,7 +417,6 @@ def compare_variants(
     variants: dict[str, tuple[nn.Module, int | None]],
     *,
     clip: tuple[int, int, int],
-    in_channels: int = 3,
     repeats: int = 5,
     warmup: int = 1,
     evaluate=None,
@@ -428,16 +427,16 @@ def compare_variants(
     Args:
         variants: ordered ``name -> (model, macs or None to count)``; the first is the reference.
         clip: frames, height, width of the latency/drift input (batch 1).
-        in_channels: input channels.
         repeats: timed forward passes per variant.
         warmup: untimed passes before them.
         evaluate: optional ``evaluate(model) -> top-1 accuracy``.
         seed: seed of the fixed drift input.
     """
-    from vidnet.network.profile import count_macs, count_params, measure_latency
+    from vidnet.network.cost import count_macs
+    from vidnet.network.profile import count_params, measure_latency
 
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn((1, in_channels, *clip), generator=g)
+    x = torch.randn((1, 3, *clip), generator=g)
     rows: list[VariantRow] = []
     reference = None
     for name, (model, macs) in variants.items():
@@ -447,7 +446,7 @@ def compare_variants(
         if reference is None:
             reference = out
         if macs is None:
-            macs = count_macs(model, x.shape)
+            macs = count_macs(model, clip)
         timing = measure_latency(model, x, repeats=repeats, warmup=warmup)
         rows.append(VariantRow(
             variant=name, params=count_params(model), macs=macs, size_bytes=model_size_bytes(model),

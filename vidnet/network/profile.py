@@ -1,11 +1,10 @@
 """Model cost: parameters, multiply-accumulates, latency, peak memory and throughput.
 
-MACs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`, which reports FLOPs as
-2 x multiply-accumulates for convolutions and matrix products (and nothing for element-wise ops such as
-batch norm, activations and pooling); :func:`count_macs` returns FLOPs / 2. Counting on the ``meta``
-device allocates no memory and computes nothing, so even the largest zoo model is counted in well under a
-second. The published Efficient-3DCNNs "MFLOPs" (``PUBLISHED``) come from the authors' bundled thop and are
-MAC-like counts, not 2 x MACs (see ``shared/reference/zoo.md``), which is why they sit next to our MACs.
+MACs come from :mod:`vidnet.network.cost` (the same count as ``vidnet models``): FlopCounterMode's FLOPs / 2
+for convolutions and matrix products, nothing for batch norm, activations and pooling; registered models
+are counted on the ``meta`` device. The published Efficient-3DCNNs "MFLOPs" (``PUBLISHED``) come from the
+authors' bundled thop and are MAC-like counts, not 2 x MACs (see ``shared/reference/zoo.md``), which is
+why they sit next to our MACs.
 """
 
 from __future__ import annotations
@@ -23,15 +22,14 @@ import torch
 import torch.nn as nn
 
 from vidnet.errors import UsageError
+from vidnet.network.cost import count_macs, model_cost
 
 __all__ = [
     "PUBLISHED",
     "ProfileResult",
     "Timing",
-    "count_macs",
     "count_params",
     "measure_latency",
-    "parse_clip",
     "peak_memory",
     "profile_model",
 ]
@@ -63,26 +61,8 @@ PUBLISHED: dict[str, tuple[float, float]] = {
 PUBLISHED_NUM_CLASSES = 600
 
 
-def parse_clip(text: str) -> tuple[int, int, int]:
-    """Parse ``"16x112x112"`` (frames x height x width) or ``"16x112"`` (square frames).
-
-    Raises:
-        UsageError: the text is not two or three positive integers separated by ``x``.
-    """
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        dims = [int(p) for p in parts]
-    except ValueError:
-        dims = []
-    if len(dims) == 2:
-        dims.append(dims[1])
-    if len(dims) != 3 or min(dims) < 1:
-        raise UsageError(f"--clip: expected TxHxW such as 16x112x112, got {text!r}")
-    return dims[0], dims[1], dims[2]
-
-
 def count_params(model: nn.Module) -> int:
-    """Number of parameters (trainable or not); quantized modules count their packed weights."""
+    """:func:`vidnet.network.cost.count_parameters` plus the packed weights of quantized modules."""
     n = sum(p.numel() for p in model.parameters())
     for m in model.modules():
         # Quantized layers keep their weights packed, outside parameters(); `_weight_bias` unpacks them.
@@ -91,49 +71,6 @@ def count_params(model: nn.Module) -> int:
             w, b = m._weight_bias()
             n += w.numel() + (b.numel() if b is not None else 0)
     return n
-
-
-def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass on an input of ``input_shape`` (batch included).
-
-    The count is FlopCounterMode's FLOPs / 2 (convolutions, linear layers, matrix products). The model is
-    called in eval mode with its parameters and buffers swapped for ``meta`` tensors (``functional_call``),
-    so nothing is computed or copied; a model that cannot run on ``meta`` (quantized kernels) is run once
-    for real. The model is left in the mode it had.
-
-    Args:
-        model: the network.
-        input_shape: full input shape, e.g. ``(1, 3, 16, 112, 112)``.
-    """
-    from torch.func import functional_call
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()
-    try:
-        # Swap every parameter and buffer for a meta twin: counts without copying or computing anything.
-        meta = {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(),
-                                                                     *model.named_buffers()]}
-        try:
-            with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                functional_call(model, meta, (torch.zeros(input_shape, device="meta"),))
-        except Exception:  # e.g. quantized kernels have no meta implementation: run for real
-            param = next(iter(model.parameters()), None)
-            device = param.device if param is not None and param.device.type != "meta" else torch.device("cpu")
-            with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                model(torch.zeros(input_shape, device=device))
-    finally:
-        model.train(was_training)
-    return counter.get_total_flops() // 2
-
-
-def count_macs_by_name(name: str, input_shape: tuple[int, ...], *, num_classes: int = 400, **options) -> int:
-    """MACs of a registered model, built on the ``meta`` device (no weights are allocated)."""
-    from vidnet.network import create_model
-
-    with torch.device("meta"):
-        model = create_model(name, num_classes=num_classes, **options)
-    return count_macs(model, input_shape)
 
 
 @dataclass(frozen=True)
@@ -380,7 +317,6 @@ def profile_model(
     warmup: int = 2,
     backward: bool = True,
     num_classes: int = 400,
-    in_channels: int = 3,
     label: str | None = None,
     **options,
 ) -> ProfileResult:
@@ -396,7 +332,6 @@ def profile_model(
         warmup: untimed runs before them.
         backward: also time forward + backward and measure its memory.
         num_classes: classifier size for a named model.
-        in_channels: input channels.
         label: name shown for a module.
         **options: builder options for a named model (e.g. ``width_mult=0.5``).
     """
@@ -407,25 +342,21 @@ def profile_model(
     if batch < 1:
         raise UsageError(f"--batch must be at least 1, got {batch}")
     dev = _resolve_device(device)
-    shape = (batch, in_channels, *clip)
+    shape = (batch, 3, *clip)
     published = macs_600 = params_600 = None
     if isinstance(network, str):
-        name = network
-        macs = count_macs_by_name(name, (1, in_channels, *clip), num_classes=num_classes, **options)
-        model = create_model(name, num_classes=num_classes, **options)
         from vidnet.network import model_info
 
-        canonical = model_info(name).name
-        if canonical in PUBLISHED and not options:
-            published = PUBLISHED[canonical]
-            with torch.device("meta"):
-                m600 = create_model(name, num_classes=PUBLISHED_NUM_CLASSES)
-            macs_600 = count_macs(m600, (1, in_channels, 16, 112, 112))
-            params_600 = count_params(m600)
+        name = model_info(network).name
+        _, macs = model_cost(name, num_classes=num_classes, clip=clip, **options)
+        model = create_model(name, num_classes=num_classes, **options)
+        if name in PUBLISHED and not options:
+            published = PUBLISHED[name]
+            params_600, macs_600 = model_cost(name, num_classes=PUBLISHED_NUM_CLASSES, clip=(16, 112, 112))
     else:
         model = network
         name = label or type(model).__name__
-        macs = count_macs(model, (1, in_channels, *clip))
+        macs = count_macs(model, clip)
     params = count_params(model)
     model = model.to(dev)
     x = torch.randn(shape, device=dev)
