@@ -1,6 +1,8 @@
 """Try ONNX and TorchScript export of every registered model; write a Markdown table of what works and why not.
 
-Usage: python tools/export_sweep.py [--clip 8x112x112] [--pattern '*'] [--out docs/export_sweep.md]
+Usage: python tools/export_sweep.py [--clip 8x64x64] [--pattern '*'] [--per-family] [--out docs/export_sweep.md]
+``--per-family`` keeps the smallest model of each (family, model class) pair: depth changes the number of blocks,
+not the code path the exporter sees, so one model per class shows what exports.
 Each model is built with fresh weights (10 classes), exported to a temporary folder and verified against
 eager PyTorch by :func:`vidnet.network.export.export_model` (second batch size, second clip length).
 """
@@ -16,7 +18,8 @@ import torch
 
 from vidnet.cli.models import parse_clip
 from vidnet.errors import VidnetError
-from vidnet.network import create_model, list_models
+from vidnet.network import create_model, list_models, model_info
+from vidnet.network.cost import model_cost
 from vidnet.network.export import export_model
 
 
@@ -35,9 +38,22 @@ def _cell(fmt: str, model: torch.nn.Module, folder: Path, clip: tuple[int, int, 
     return f"{status} ({axes}; rel. diff {rel:.1g})" + (f" — {why[:200]}" if why else "")
 
 
+def _smallest_per_builder(names: list[str]) -> list[str]:
+    best: dict[tuple[str, str], tuple[int, str]] = {}
+    for name in names:
+        info = model_info(name)
+        with torch.device("meta"):
+            key = (info.family, type(create_model(name, num_classes=10)).__name__)
+        params = model_cost(name, clip=None)[0]
+        if key not in best or params < best[key][0]:
+            best[key] = (params, name)
+    return sorted(n for _, n in best.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clip", default="8x112x112")
+    ap.add_argument("--clip", default="8x64x64")
+    ap.add_argument("--per-family", action="store_true")
     ap.add_argument("--pattern", default="*")
     ap.add_argument("--out", type=Path, default=Path("docs/export_sweep.md"))
     args = ap.parse_args()
@@ -45,7 +61,10 @@ def main() -> None:
     torch.manual_seed(0)
     lines = ["| model | ONNX (onnxruntime) | TorchScript (trace) | s |", "|---|---|---|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
-        for name in list_models(args.pattern):
+        names = list_models(args.pattern)
+        if args.per_family:
+            names = _smallest_per_builder(names)
+        for name in names:
             start = time.perf_counter()
             model = create_model(name, num_classes=10).eval()
             cells = [_cell(fmt, model, Path(tmp), clip) for fmt in ("onnx", "torchscript")]

@@ -21,6 +21,7 @@ from vidnet.network.compress import (
     prune_channels,
     quantize_dynamic_int8,
     quantize_static_int8,
+    recalibrate_batchnorm,
     sparsity,
 )
 from vidnet.network.cost import count_macs
@@ -164,3 +165,13 @@ def test_cli_compress_json(tmp_path) -> None:
     assert rows["base"]["accuracy"] is None  # no --dataset
     saved = torch.load(tmp_path / "mobilenetv2_3d_020_prune_0.50.pt", weights_only=False)
     assert count_params(saved) == rows["prune 0.50"]["params"]
+
+
+def test_recalibrate_batchnorm_restores_modes() -> None:
+    model = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4)).eval()
+    clips = [torch.randn(2, 3, 2, 4, 4) * 5 + 3 for _ in range(3)]
+    recalibrate_batchnorm(model, clips)
+    bn = model[1]
+    feats = torch.cat([model[0](c) for c in clips]).transpose(0, 1).flatten(1)
+    torch.testing.assert_close(bn.running_mean, feats.mean(1), rtol=1e-4, atol=1e-4)
+    assert not bn.training and bn.momentum == 0.1

@@ -163,6 +163,7 @@ def compress_command(
         prune_channels,
         quantize_dynamic_int8,
         quantize_static_int8,
+        recalibrate_batchnorm,
     )
     from vidnet.network.cost import count_macs
     from vidnet.network.loading import load_model
@@ -185,6 +186,11 @@ def compress_command(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     for model, label in targets:
+        notes = []
+        if checkpoint is None:
+            g = torch.Generator().manual_seed(1)
+            recalibrate_batchnorm(model, [torch.randn((2, 3, *frames), generator=g) for _ in range(4)])
+            notes.append("fresh weights, batch-norm statistics recalibrated on 8 random clips")
         variants: dict = {"base": (model, None)}
         for r in _floats(ratios, "--ratios"):
             pruned, _ = prune_channels(model, r)
@@ -192,7 +198,6 @@ def compress_command(
         for s in _floats(sparsity, "--sparsity"):
             variants[f"sparse {s:.2f}"] = (magnitude_prune(model, s), None)
         base_macs = count_macs(model, frames)
-        notes = []
         if "dynamic" in modes:
             variants["int8 dynamic"] = (quantize_dynamic_int8(model), base_macs)
         if "static" in modes:

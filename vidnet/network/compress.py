@@ -36,6 +36,7 @@ __all__ = [
     "prune_channels",
     "quantize_dynamic_int8",
     "quantize_static_int8",
+    "recalibrate_batchnorm",
     "sparsity",
 ]
 
@@ -418,7 +419,7 @@ def compare_variants(
     *,
     clip: tuple[int, int, int],
     repeats: int = 5,
-    warmup: int = 1,
+    warmup: int = 2,
     evaluate=None,
     seed: int = 0,
 ) -> list[VariantRow]:
@@ -433,24 +434,33 @@ def compare_variants(
         seed: seed of the fixed drift input.
     """
     from vidnet.network.cost import count_macs
-    from vidnet.network.profile import count_params, measure_latency
+    from vidnet.network.profile import _quartiles, count_params, measure_latency
 
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((1, 3, *clip), generator=g)
+    models = {name: model.cpu().eval() for name, (model, _) in variants.items()}
+    # Timed round-robin (one pass of each variant per round) after a warm-up of each, so that load changes
+    # on a shared machine and one-off kernel setup hit every variant alike instead of whichever runs first.
+    for model in models.values():
+        measure_latency(model, x, repeats=1, warmup=warmup)
+    samples: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            samples[name].append(measure_latency(model, x, repeats=1, warmup=0).median_ms)
     rows: list[VariantRow] = []
     reference = None
-    for name, (model, macs) in variants.items():
-        model = model.cpu().eval()
+    for name, (_, macs) in variants.items():
+        model = models[name]
         with torch.no_grad():
             out = model(x).float()
         if reference is None:
             reference = out
         if macs is None:
             macs = count_macs(model, clip)
-        timing = measure_latency(model, x, repeats=repeats, warmup=warmup)
+        q1, med, q3 = _quartiles(samples[name])
         rows.append(VariantRow(
             variant=name, params=count_params(model), macs=macs, size_bytes=model_size_bytes(model),
-            latency_ms=timing.median_ms, latency_iqr_ms=timing.iqr_ms,
+            latency_ms=med, latency_iqr_ms=q3 - q1,
             accuracy=evaluate(model) if evaluate is not None else None,
             sparsity=sparsity(model) if _prunable_weights(model) else 0.0,
             max_abs_diff=float((out - reference).abs().max()),
@@ -496,3 +506,28 @@ def clip_accuracy(
     if total == 0:
         raise UsageError(f"{root}: split {split!r} has no clips")
     return correct / total
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, clips: Iterable[torch.Tensor]) -> nn.Module:
+    """Re-estimate every batch norm's running statistics from ``clips`` (cumulative average), in place.
+
+    Freshly initialised zoo models keep running statistics of 0/1, which in eval mode lets activations drift
+    by orders of magnitude through dozens of layers; the resulting near-zero logits make output-drift and
+    quantization comparisons meaningless. Recalibrating on a few clips gives a normalised (still untrained)
+    network. Used by ``vidnet compress`` when no checkpoint is given.
+    """
+    norms = [m for m in model.modules() if isinstance(m, _NORM)]
+    saved = [(m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        for x in clips:
+            model(x)
+    finally:
+        for m, (momentum, training) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.train(training)
+    return model
