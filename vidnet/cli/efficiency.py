@@ -33,6 +33,16 @@ def _expand_networks(patterns: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _ms(t) -> str:
     return f"{t.median_ms:.1f} ± {t.iqr_ms / 2:.1f}" if t is not None else "-"
 
@@ -48,6 +58,7 @@ def profile_command(
     warmup: Annotated[int, typer.Option(help="Untimed runs before them.")] = 2,
     num_classes: Annotated[int, typer.Option(help="Classifier outputs.")] = 400,
     backward: Annotated[bool, typer.Option(help="Also time forward + backward.")] = True,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
 ) -> None:
     """Parameters, GMACs, latency, peak memory per clip and throughput of one or more networks.
@@ -60,6 +71,7 @@ def profile_command(
     from vidnet.cli.models import parse_clip
     from vidnet.network.profile import profile_model
 
+    _set_threads(threads)
     frames = parse_clip(clip)
     names = _expand_networks(network)
     results = []
@@ -141,6 +153,7 @@ def compress_command(
     calibration: Annotated[int, typer.Option(help="Clips for static-quantization calibration.")] = 8,
     repeats: Annotated[int, typer.Option(help="Timed CPU forwards per variant.")] = 5,
     out: Annotated[Path | None, typer.Option(help="Save every variant here as <network>_<variant>.pt.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of tables.")] = False,
 ) -> None:
     """Prune (structured L1 channels; unstructured magnitude), quantize (int8) and compare the variants.
@@ -168,6 +181,7 @@ def compress_command(
     from vidnet.network.cost import count_macs
     from vidnet.network.loading import load_model
 
+    _set_threads(threads)
     frames = parse_clip(clip)
     modes = [q.strip() for q in quantize.split(",") if q.strip()]
     for q in modes:
