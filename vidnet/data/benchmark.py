@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import gc
 import math
-import multiprocessing as mp
 import os
 import shutil
 import tempfile
@@ -54,6 +53,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from vidnet._log import get_logger
+from vidnet._mp import process_pool
 from vidnet.data.dataset import VideoClipDataset, decode_size
 from vidnet.data.index import IndexRow
 from vidnet.data.sampling import RandomClip
@@ -358,8 +358,7 @@ def _build(kind: str, jobs: list[tuple[Path, Path]], processes: int) -> list[int
     fn = {"jpg": _make_jpg, "hdf5": _make_hdf5, "video": _make_video}[kind]
     if processes <= 1 or len(jobs) < 4:
         return [fn(j) for j in jobs]
-    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(processes) as pool:
+    with process_pool(processes) as pool:
         return pool.map(fn, jobs, chunksize=4)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import multiprocessing as mp
 import os
 import re
 import signal
@@ -40,6 +39,7 @@ import simplejpeg
 
 from vidnet._io import atomic_write_text
 from vidnet._log import get_logger
+from vidnet._mp import process_pool
 from vidnet.data.index import (
     IndexRow,
     label_map,
@@ -638,8 +638,7 @@ def convert_dataset(
             for a in args:
                 account(_run_job(a))
         else:
-            ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-            with ctx.Pool(min(opts.workers, len(jobs)), initializer=_worker_init) as pool:
+            with process_pool(min(opts.workers, len(jobs)), initializer=_worker_init) as pool:
                 for res in pool.imap_unordered(_run_job, args, chunksize=1):
                     account(res)
     except KeyboardInterrupt:

@@ -12,7 +12,6 @@ VP8 ``.webm``) in class folders, with an ``index.csv`` naming each file and its 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import av
 import cv2
 import numpy as np
 
+from vidnet._mp import process_pool
 from vidnet.data.index import IndexRow, label_map, write_index, write_labels
 from vidnet.errors import UsageError
 
@@ -211,7 +211,7 @@ def make_sample_dataset(dst: str | os.PathLike, opts: SampleOptions,
             if on_progress:
                 on_progress(rows[-1])
     else:
-        with mp.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(opts.workers) as pool:
+        with process_pool(opts.workers) as pool:
             for row in pool.imap_unordered(_make_one, tasks):
                 rows.append(row)
                 if on_progress:
