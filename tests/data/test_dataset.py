@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from vidnet.data import dataset as dataset_module
 from vidnet.data.dataset import KINETICS_MEAN, KINETICS_STD, VideoClipDataset, decode_size, normalize
 from vidnet.data.index import read_index, write_index
 from vidnet.data.sampling import CentreClip, MultiClip, RandomClip
-from vidnet.data.store import FrameStore
+from vidnet.data.store import ClipReader, FrameStore
 from vidnet.data.transforms import ClipAugment, ClipEval, EvalConfig, TrainAugmentConfig, train_preset
 from vidnet.errors import ClipError, UsageError
 
@@ -99,15 +100,19 @@ def test_multi_view_sampler_gives_n_clips(tiny_dataset):
         6, 3, 6, 32, 32)
 
 
-def test_one_sql_statement_per_clip(tiny_dataset):
-    ds = _ds(tiny_dataset, sampler=MultiClip(num_clips=4), num_frames=8)  # 32 indices, duplicates included
-    ds[0]  # opens the store (the opening queries are paid once per video per process)
+def test_one_sql_statement_per_clip(tiny_dataset, monkeypatch):
     statements: list[str] = []
-    store = next(iter(ds._stores.values()))
-    store._con.set_trace_callback(statements.append)
-    for _ in range(3):
-        ds[0]
-    assert len(statements) == 3 and all(s.lstrip().upper().startswith("SELECT") for s in statements)
+    original = ClipReader.__init__
+
+    def traced(self, path):
+        original(self, path)
+        self._con.set_trace_callback(statements.append)
+
+    monkeypatch.setattr(ClipReader, "__init__", traced)
+    ds = _ds(tiny_dataset, sampler=MultiClip(num_clips=4), num_frames=8)  # 32 indices, duplicates included
+    for i in (0, 0, 1, 0, 2):
+        ds[i]  # the first clip of a video too: opening a store runs no query
+    assert len(statements) == 5 and all(s.lstrip().upper().startswith("SELECT") for s in statements)
 
 
 def test_stores_lru_bounded_and_reopened_after_fork(tiny_dataset):
@@ -175,16 +180,16 @@ def test_reduced_scale_decode_is_used_and_close_to_full(tiny_dataset, monkeypatc
     small = ClipEval(EvalConfig(resize_short=24, crop_size=24))  # stored 48x64 -> 1/2 decode
     ds = VideoClipDataset(tiny_dataset, "val", num_frames=4, size=24, transform=small)
     seen = []
-    original = FrameStore.get_frames
+    original = dataset_module.decode_frames
 
-    def spy(self, indices, *, min_size=None):
+    def spy(path, idx, blobs, min_size):
         seen.append(min_size)
-        return original(self, indices, min_size=min_size)
+        return original(path, idx, blobs, min_size)
 
-    monkeypatch.setattr(FrameStore, "get_frames", spy)
+    monkeypatch.setattr(dataset_module, "decode_frames", spy)
     reduced = ds[0]["clip"].float()
     assert seen == [(24, 32)]
-    monkeypatch.setattr("vidnet.data.dataset.decode_size", lambda *a: None)
+    monkeypatch.setattr(ds, "decode_size", lambda *a: None)
     full = ds[0]["clip"].float()
     assert seen[-1] is None and reduced.shape == full.shape
     assert (reduced - full).abs().mean() < 6  # the same picture, up to resampling
@@ -273,3 +278,14 @@ def test_skip_policy_aborts_above_max_bad_fraction(damaged):
     ds = _ds(root, None, bad_data="skip", max_bad_fraction=0.1)
     with pytest.raises(ClipError, match=r"1 of 6 videos \(16.7%\) failed in epoch 0, more than max_bad_fraction=0.1"):
         ds[2]
+
+
+def test_convert_carries_dataset_json_to_the_dataset(tmp_path):
+    from vidnet.data.ingest import ConvertOptions, convert_dataset
+    from vidnet.data.sample import SampleOptions, make_sample_dataset
+
+    make_sample_dataset(tmp_path / "v", SampleOptions(classes=2, videos_per_class=1, min_frames=4, max_frames=4,
+                                                      width=32, height=32, workers=1))
+    (tmp_path / "v" / "dataset.json").write_text('{"name": "jester", "num_classes": 2, "hflip": false}')
+    convert_dataset(tmp_path / "v", tmp_path / "f", ConvertOptions(workers=1))
+    assert VideoClipDataset(tmp_path / "f", None).hflip is False

@@ -20,20 +20,23 @@ the centre S x S crop, uint8 tensors, a real ``torch.utils.data.DataLoader`` (sa
 
 JPEG formats use the same reduced-scale DCT decode rule (`vidnet.data.dataset.decode_size`).
 
-Timing. A cell's first batch is a warm-up (worker start, imports, first opens) and is not timed; the clock
-then runs from the arrival of that batch to the arrival of the last one. With W workers each producing
-whole batches and a consumer that does nothing but take them, the number of timed batches is rounded up
-to a multiple of W, which makes the interval cover exactly that many batch productions; prefetching
-never inflates the figure (the queue never fills when the consumer is instant).
+Timing. Each cell's loaders (one per format, persistent workers) first run a short warm-up epoch of one
+batch per worker (worker start, imports, first opens), consumed to the end so that no work is left running.
+Then every format runs ``repeat`` timed epochs, formats interleaved, and the best epoch counts (the one
+least disturbed by other processes). An epoch is timed from the moment its iterator exists to the arrival
+of its last batch: every clip is produced inside the interval (never the dequeue of a batch prefetched
+before the clock started), and the number of batches is a multiple of the worker count so that every
+worker produces the same number of whole batches. The same indices are drawn in every epoch and format.
 
 Figures: clips/s, frames/s (clips/s x T), MB/s (frames/s x the format's stored bytes per frame: how fast
 the storage must deliver), bytes on disk per video, and each format's ratio to ``decode`` in the same
 cell. Also measured: reduced-scale decode against full decode + resize for the same output, worker RSS
-growth over ``rss_clips`` clips (from ``/proc/self/statm``), and 2 workers against 1.
+growth over ``rss_clips`` clips (private resident memory from ``/proc/self/statm``), and 2 workers against 1.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing as mp
 import os
@@ -41,22 +44,22 @@ import shutil
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Sampler
 
 from vidnet._log import get_logger
 from vidnet.data.dataset import VideoClipDataset, decode_size
 from vidnet.data.index import IndexRow
 from vidnet.data.sampling import RandomClip
-from vidnet.data.store import STORE_NAME, FrameStore, decode_jpeg
+from vidnet.data.store import STORE_NAME, FrameStore, decode_frames, decode_jpeg, jpeg_size
 from vidnet.data.transforms import ClipEval, EvalConfig
-from vidnet.errors import ClipError, UsageError, VidnetError
+from vidnet.errors import ClipError, CorruptFrameError, UsageError, VidnetError
 
 __all__ = [
     "FORMATS",
@@ -90,11 +93,19 @@ def parse_shape(text: str) -> Shape:
     return b, t, s
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process, from ``/proc/self/statm`` (0 where it does not exist)."""
+def rss_bytes(*, private: bool = False) -> int:
+    """Resident set size of this process from ``/proc/self/statm`` (0 where it does not exist).
+
+    Args:
+        private: subtract the resident shared pages. A DataLoader worker's RSS also counts the shared-memory
+            batches it has collated and the main process has not yet released (a 96x16x112x112 uint8 batch is
+            58 MB); those are not the worker's to keep, so growth is measured on the private part.
+    """
     try:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            fields = f.read().split()
+        pages = int(fields[1]) - (int(fields[2]) if private else 0)
+        return pages * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
 
@@ -109,6 +120,8 @@ class BenchmarkOptions:
         formats: formats to compare (see `FORMATS`); ``decode`` is the reference of every ratio.
         batches: timed batches per cell; None derives it from ``max_clips``.
         max_clips: clips timed per cell when ``batches`` is None (at least one batch).
+        repeat: timed rounds per cell, formats interleaved; the best round counts (the least disturbed by
+            other processes on the machine).
         scratch: folder for the comparison formats (kept, and reused by later runs); None: a temporary one.
         videos: decode the dataset's source videos from here instead of re-encoding the stored frames.
         split: only videos of this split (None: all).
@@ -123,7 +136,8 @@ class BenchmarkOptions:
     workers: Sequence[int] = (1,)
     formats: Sequence[str] = FORMATS
     batches: int | None = None
-    max_clips: int = 1536
+    max_clips: int = 512
+    repeat: int = 3
     scratch: Path | None = None
     videos: Path | None = None
     split: str | None = None
@@ -143,6 +157,8 @@ class BenchmarkOptions:
             raise UsageError(f"--workers must be non-negative integers, got {list(self.workers)}")
         if self.batches is not None and self.batches < 1:
             raise UsageError(f"--batches must be at least 1, got {self.batches}")
+        if self.repeat < 1:
+            raise UsageError(f"--repeat must be at least 1, got {self.repeat}")
         if self.max_clips < 1:
             raise UsageError(f"--max-clips must be at least 1, got {self.max_clips}")
 
@@ -211,43 +227,29 @@ class _ProcessLRU:
         return item
 
 
-def _decode_unique(blobs: Callable[[list[int]], list[bytes]], frames: np.ndarray, min_size, name: str) -> np.ndarray:
-    """Decode each distinct frame once and return them in the requested order."""
+def _decode_jpegs(ds: VideoClipDataset, row: IndexRow, frames: np.ndarray, out: tuple[int, int],
+                  blobs: Callable[[list[int]], list[bytes]]) -> np.ndarray:
+    """Fetch each distinct frame's bytes once and decode them as the store's reader does."""
     unique = sorted(set(frames.tolist()))
-    mh, mw = min_size or (0, 0)
+    by_frame = dict(zip(unique, blobs(unique), strict=True))
+    ordered = [by_frame[i] for i in frames.tolist()]
     try:
-        decoded = {i: decode_jpeg(b, min_height=mh, min_width=mw) for i, b in zip(unique, blobs(unique), strict=True)}
-    except (ValueError, RuntimeError) as err:
-        raise ClipError(f"{name}: corrupt frame ({err})", video=name, reason="corrupt") from None
-    return np.stack([decoded[i] for i in frames.tolist()])
+        min_size = ds.decode_size(jpeg_size(ordered[0]), out)
+        return decode_frames(Path(row.path), frames, ordered, min_size)
+    except CorruptFrameError as err:
+        raise ClipError(f"{row.path}: corrupt frame ({err})", video=row.path, reason="corrupt") from None
 
 
-class _BenchDataset(VideoClipDataset):
-    """The dataset with the format's reader; the stored size comes from a table made once in the parent."""
-
-    fmt = "sqlite"
-
-    def __init__(self, root: Path, *, stored: dict[str, tuple[int, int]], **kw: Any) -> None:
-        super().__init__(root, **kw)
-        self._stored = stored
-
-    def stored_size(self, index: int) -> tuple[int, int] | None:
-        return self._stored.get(self.rows[index].path)
+class _SqliteDataset(VideoClipDataset):
+    """The store, exactly as training reads it."""
 
 
-class _SqliteDataset(_BenchDataset):
-    def stored_size(self, index: int) -> tuple[int, int] | None:
-        return VideoClipDataset.stored_size(self, index)  # the store's own meta, as in training
-
-
-class _JpgDataset(_BenchDataset):
-    fmt = "jpg"
-
+class _JpgDataset(VideoClipDataset):
     def __init__(self, root: Path, *, folder: Path, **kw: Any) -> None:
         super().__init__(root, **kw)
         self.folder = folder
 
-    def read_frames(self, index: int, frames: np.ndarray, min_size) -> np.ndarray:
+    def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         row = self.rows[index]
         d = self.folder / row.path
 
@@ -257,20 +259,26 @@ class _JpgDataset(_BenchDataset):
             except OSError as err:
                 raise ClipError(f"{row.path}: {err}", video=row.path, reason="missing") from None
 
-        return _decode_unique(blobs, frames, min_size, row.path)
+        return _decode_jpegs(self, row, frames, out, blobs)
 
 
-class _DecodeDataset(_BenchDataset):
-    fmt = "decode"
+class _DecodeDataset(VideoClipDataset):
+    """JPEG bytes in memory: one uint8 array per video plus frame offsets. Arrays, not lists of ``bytes``:
+    touching a Python object in a forked worker writes its reference count and copies its memory page,
+    which would charge this reference format a cost no store has."""
 
     def __init__(self, root: Path, *, blobs: dict[str, list[bytes]], **kw: Any) -> None:
         super().__init__(root, **kw)
-        self.blobs = blobs
+        self.buffers = {}
+        for path, video in blobs.items():
+            offsets = np.cumsum([0, *map(len, video)])
+            self.buffers[path] = (np.frombuffer(b"".join(video), np.uint8), offsets)
 
-    def read_frames(self, index: int, frames: np.ndarray, min_size) -> np.ndarray:
+    def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         row = self.rows[index]
-        video = self.blobs[row.path]
-        return _decode_unique(lambda unique: [video[i] for i in unique], frames, min_size, row.path)
+        data, offsets = self.buffers[row.path]
+        view = memoryview(data)
+        return _decode_jpegs(self, row, frames, out, lambda unique: [view[offsets[i]:offsets[i + 1]] for i in unique])
 
 
 def _open_h5(path: Path) -> Any:
@@ -279,35 +287,25 @@ def _open_h5(path: Path) -> Any:
     return h5py.File(path, "r")
 
 
-class _Hdf5Dataset(_BenchDataset):
-    fmt = "hdf5"
-
+class _Hdf5Dataset(VideoClipDataset):
     def __init__(self, root: Path, *, folder: Path, **kw: Any) -> None:
         super().__init__(root, **kw)
         self.folder = folder
         self.files = _ProcessLRU(self.max_open, _open_h5)
 
-    def stored_size(self, index: int) -> None:
-        return None  # raw frames: nothing to gain from a reduced decode
-
-    def read_frames(self, index: int, frames: np.ndarray, min_size) -> np.ndarray:
+    def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         row = self.rows[index]
         unique = np.unique(frames)  # h5py selections must be increasing
         data = self.files.get(self.folder / f"{row.path}.h5")["video"][unique.tolist()]
         return data[np.searchsorted(unique, frames)]
 
 
-class _VideoDataset(_BenchDataset):
-    fmt = "video"
-
+class _VideoDataset(VideoClipDataset):
     def __init__(self, root: Path, *, files: dict[str, Path], **kw: Any) -> None:
         super().__init__(root, **kw)
         self.files = files
 
-    def stored_size(self, index: int) -> None:
-        return None
-
-    def read_frames(self, index: int, frames: np.ndarray, min_size) -> np.ndarray:
+    def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         from vidnet.data.video import read_video_frames
 
         return read_video_frames(self.files[self.rows[index].path], frames)
@@ -368,11 +366,24 @@ def _build(kind: str, jobs: list[tuple[Path, Path]], processes: int) -> list[int
 # -- measuring ------------------------------------------------------------------------------------------------
 
 
+class _FixedSampler(Sampler[int]):
+    """The same ``n`` random indices every epoch (the same clips for every format and round); ``n`` can be
+    changed between epochs, so a warm-up epoch and the timed epochs share one loader and its workers."""
+
+    def __init__(self, size: int, n: int, seed: int) -> None:
+        self.size, self.n, self.seed = size, n, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed)
+        return iter(torch.randint(self.size, (self.n,), generator=g).tolist())
+
+
 def _loader(ds: VideoClipDataset, batch: int, workers: int, total: int, seed: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    sampler = RandomSampler(ds, replacement=True, num_samples=total, generator=generator)
-    return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
-                      persistent_workers=False)
+    sampler = _FixedSampler(len(ds), total, seed)
+    return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
 
 
 def _timed_batches(batch: int, workers: int, opts: BenchmarkOptions) -> int:
@@ -381,25 +392,36 @@ def _timed_batches(batch: int, workers: int, opts: BenchmarkOptions) -> int:
     return math.ceil(n / w) * w
 
 
-def _measure(ds: VideoClipDataset, shape: Shape, workers: int, opts: BenchmarkOptions) -> tuple[int, float]:
+def _measure(datasets: dict[str, VideoClipDataset], shape: Shape, workers: int, opts: BenchmarkOptions
+             ) -> dict[str, tuple[int, float]]:
+    """Clips and best time of each format over ``opts.repeat`` interleaved rounds (after a warm-up epoch)."""
     batch = shape[0]
     timed = _timed_batches(batch, workers, opts)
-    loader = _loader(ds, batch, workers, batch * (timed + 1), opts.seed)
-    it = iter(loader)
-    next(it)  # warm-up: worker start-up and first opens
-    t0 = time.perf_counter()
-    n = 0
-    for b in it:
-        n += b["clip"].shape[0]
-    seconds = time.perf_counter() - t0
-    del it
-    return n, seconds
+    loaders = {fmt: _loader(ds, batch, workers, batch * max(1, workers), opts.seed) for fmt, ds in datasets.items()}
+    # Warm-up: one whole short epoch per loader (workers start, imports, first opens), so no work is left
+    # running in the background when the timed epochs start.
+    for loader in loaders.values():
+        for _ in loader:
+            pass
+        loader.sampler.n = batch * timed  # type: ignore[attr-defined]
+    best: dict[str, tuple[int, float]] = {}
+    for _ in range(opts.repeat):
+        for fmt, loader in loaders.items():
+            it = iter(loader)  # a persistent loader's reset happens here, outside the clock
+            t0 = time.perf_counter()
+            n = sum(b["clip"].shape[0] for b in it)
+            seconds = time.perf_counter() - t0
+            if fmt not in best or seconds < best[fmt][1]:
+                best[fmt] = (n, seconds)
+    del loaders, it
+    gc.collect()  # shuts the persistent workers down before the next cell
+    return best
 
 
 class _RssDataset(_SqliteDataset):
     def __getitem__(self, key):
         out = super().__getitem__(key)
-        out["rss"] = rss_bytes()
+        out["rss"] = rss_bytes(private=True)
         return out
 
 
@@ -409,8 +431,10 @@ def _measure_rss(make: Callable[..., VideoClipDataset], shape: Shape, clips: int
     batches = max(2, math.ceil(clips / batch))
     loader = _loader(ds, batch, 1, batch * batches, seed)
     rss = [int(b["rss"].max()) for b in loader]
+    del loader
+    gc.collect()
     first, last, peak = rss[0], rss[-1], max(rss)
-    return {"clips": batches * batch, "after_first_batch_mb": first / 2**20, "end_mb": last / 2**20,
+    return {"clips": batches * batch, "private_after_first_batch_mb": first / 2**20, "private_end_mb": last / 2**20,
             "growth_mb": (last - first) / 2**20, "peak_growth_mb": (peak - first) / 2**20}
 
 
@@ -524,7 +548,7 @@ def run_benchmark(
         kwargs = {**extra, "decode": {"blobs": blobs}}
 
         def make(cls, t: int, s: int, fmt: str = "sqlite") -> VideoClipDataset:
-            return cls(root, stored=stored, split=opts.split, num_frames=t, size=(s, s), sampler=RandomClip(),
+            return cls(root, split=opts.split, num_frames=t, size=(s, s), sampler=RandomClip(),
                        transform=ClipEval(EvalConfig(resize_short=s, crop_size=s)), seed=opts.seed,
                        max_open=opts.max_open, **kwargs.get(fmt, {}))
 
@@ -532,10 +556,9 @@ def run_benchmark(
         per_frame = {f: disk[f] / (frames_total / len(rows)) for f in disk}
         for shape in opts.shapes:
             for workers in opts.workers:
-                for fmt in opts.formats:
-                    stage(f"{fmt} {shape[0]}x{shape[1]}x{shape[2]} with {workers} worker(s)")
-                    ds = make(classes[fmt], shape[1], shape[2], fmt)
-                    clips, seconds = _measure(ds, shape, workers, opts)
+                stage(f"{'x'.join(map(str, shape))} with {workers} worker(s): {', '.join(opts.formats)}")
+                datasets = {fmt: make(classes[fmt], shape[1], shape[2], fmt) for fmt in opts.formats}
+                for fmt, (clips, seconds) in _measure(datasets, shape, workers, opts).items():
                     cps = clips / seconds
                     cell = CellResult(fmt, *shape, workers, clips, seconds, cps, cps * shape[1],
                                       cps * shape[1] * per_frame[fmt] / 1e6, disk[fmt])
@@ -556,8 +579,8 @@ def run_benchmark(
             for w in (1, 2):
                 if w not in have:
                     stage(f"sqlite {'x'.join(map(str, opts.scaling_shape))} with {w} worker(s) (scaling)")
-                    clips, seconds = _measure(make(_SqliteDataset, *opts.scaling_shape[1:]), opts.scaling_shape, w,
-                                              opts)
+                    ds = make(_SqliteDataset, *opts.scaling_shape[1:])
+                    clips, seconds = _measure({"sqlite": ds}, opts.scaling_shape, w, opts)["sqlite"]
                     have[w] = CellResult("sqlite", *opts.scaling_shape, w, clips, seconds, clips / seconds, 0, 0, 0)
             report.scaling = {"shape": "x".join(map(str, opts.scaling_shape)), "1_worker_clips_per_s":
                               have[1].clips_per_s, "2_workers_clips_per_s": have[2].clips_per_s,
@@ -602,6 +625,6 @@ def _targets(report: BenchmarkReport) -> list[dict[str, Any]]:
         add("2 workers / 1 worker", report.scaling["speedup"], 1.7, f"{report.scaling['shape']}, "
             f"{report.scaling['cpus']} CPUs")
     if report.rss:
-        out.append({"target": f"worker RSS growth over {report.rss['clips']} clips (MB)", "cell": "",
+        out.append({"target": f"worker private RSS growth over {report.rss['clips']} clips (MB)", "cell": "",
                     "value": report.rss["growth_mb"], "need": 50.0, "met": report.rss["growth_mb"] < 50})
     return out

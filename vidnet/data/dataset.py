@@ -6,7 +6,7 @@ A sample is produced in one place, :meth:`VideoClipDataset.__getitem__`:
    sampler's draw, then the augmentation's parameters), so a batch is the same whatever the number of
    DataLoader workers and whichever worker loads it;
 2. the sampler gives the frame indices; all of them (every view of a multi-view sampler too) are read in
-   **one SQL statement** and each distinct frame is decoded once (`FrameStore.get_frames`);
+   **one SQL statement** and each distinct frame is decoded once (`vidnet.data.store.ClipReader`);
 3. when the transform keeps at most half of the stored resolution, the JPEGs are decoded at a reduced
    scale in the DCT domain (1/2, 1/4 or 1/8: libjpeg-turbo's fast scaled IDCTs) before the transform's own
    resize, which is cheaper than a full decode followed by the same resize;
@@ -34,7 +34,8 @@ import json
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +47,7 @@ from torch.utils.data import Dataset
 from vidnet._log import get_logger
 from vidnet.data.index import IndexRow, read_index, read_labels
 from vidnet.data.sampling import CentreClip, RandomClip, TemporalSampler, worker_rng
-from vidnet.data.store import STORE_NAME, FrameStore
+from vidnet.data.store import STORE_NAME, ClipReader, decode_frames, jpeg_size
 from vidnet.data.transforms import ClipAugment, ClipEval, eval_preset, train_preset
 from vidnet.errors import ClipError, CorruptFrameError, StoreError, UsageError, VidnetError
 
@@ -314,7 +315,8 @@ class VideoClipDataset(Dataset):
         # Slot 0: epoch; slot 1 + i: reason code of sample i this epoch. Shared memory, so that the main
         # process sees workers' failures and workers see set_epoch (persistent workers too).
         self._shared = torch.zeros(len(rows) + 1, dtype=torch.int64).share_memory_()
-        self._stores: OrderedDict[str, FrameStore] = OrderedDict()
+        self._stores: OrderedDict[str, ClipReader] = OrderedDict()
+        self._abs_root = os.path.abspath(self.root)
         self._pid = os.getpid()
 
     def _default_transform(self, name: str, train: bool) -> ClipAugment | ClipEval:
@@ -336,12 +338,20 @@ class VideoClipDataset(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_stores"] = OrderedDict()  # connections never travel to another process
+        state.pop("_counts_np", None)
         return state
+
+    def _counts(self) -> np.ndarray:
+        """A numpy view of the shared counters (indexing a tensor costs tens of microseconds)."""
+        view = self.__dict__.get("_counts_np")
+        if view is None:
+            view = self._counts_np = self._shared.numpy()
+        return view
 
     @property
     def epoch(self) -> int:
         """The epoch being loaded (shared with the workers)."""
-        return int(self._shared[0])
+        return int(self._counts()[0])
 
     def set_epoch(self, epoch: int) -> None:
         """Start an epoch: new clips from `worker_rng`, bad-data counts reset (the last epoch's logged)."""
@@ -370,7 +380,7 @@ class VideoClipDataset(Dataset):
     def _video_name(self, row: IndexRow) -> str:
         return row.path or f"{row.label}/{row.dir_name}"
 
-    def _store(self, row: IndexRow) -> FrameStore:
+    def _store(self, row: IndexRow) -> ClipReader:
         if os.getpid() != self._pid:
             # A forked child: drop the parent's connections without using them.
             self._stores = OrderedDict()
@@ -383,40 +393,28 @@ class VideoClipDataset(Dataset):
         name = self._video_name(row)
         if not row.path:
             raise ClipError(f"{name}: not converted (no store path in index.csv)", video=name, reason="missing")
-        path = self.root / row.path / STORE_NAME
-        if not path.is_file():
+        path = os.path.join(self._abs_root, row.path, STORE_NAME)
+        if not os.path.isfile(path):
             raise ClipError(f"{name}: store missing ({path})", video=name, reason="missing")
-        try:
-            store = FrameStore(path)
-        except StoreError as err:
-            raise ClipError(f"{name}: store unreadable ({err})", video=name, reason="unreadable") from None
-        if row.n_frames and len(store) < row.n_frames:
-            store.close()
-            raise ClipError(f"{name}: store holds {len(store)} frames, index.csv says {row.n_frames}",
-                            video=name, reason="short")
         while len(self._stores) >= self.max_open:
             self._stores.popitem(last=False)[1].close()
-        self._stores[key] = store
+        store = self._stores[key] = ClipReader(path)
         return store
 
     def n_frames(self, index: int) -> int:
-        """Frames of the video at ``index``, as the index says (the store is opened when it says nothing)."""
+        """Frames of the video at ``index``, as the index says (the store is asked when it says nothing)."""
         row = self.rows[index]
-        return row.n_frames or len(self._store(row))
+        if row.n_frames:
+            return row.n_frames
+        with self._clip_errors(row):
+            return len(self._store(row))
 
-    def read_frames(self, index: int, frames: np.ndarray, min_size: Size | None) -> np.ndarray:
-        """Decoded RGB frames ``[len(frames), H, W, 3]`` of the video at ``index``: one SQL statement.
-
-        Subclasses override this to read another format (see `vidnet.data.benchmark`).
-
-        Raises:
-            ClipError: the store is missing or unreadable, a frame is corrupt or missing.
-        """
-        row = self.rows[index]
-        store = self._store(row)
+    @contextmanager
+    def _clip_errors(self, row: IndexRow) -> Iterator[None]:
+        """Turn the store's errors into `ClipError`s naming the video and the reason."""
         name = self._video_name(row)
         try:
-            return store.get_frames(frames, min_size=min_size)
+            yield
         except CorruptFrameError as err:
             raise ClipError(f"{name}: corrupt frame ({err})", video=name, reason="corrupt") from None
         except StoreError as err:
@@ -425,16 +423,34 @@ class VideoClipDataset(Dataset):
         except IndexError as err:
             raise ClipError(f"{name}: {err}", video=name, reason="short") from None
 
-    def stored_size(self, index: int) -> Size | None:
-        """(height, width) of the stored frames when the store says it (vidnet stores), else None."""
-        meta = self._store(self.rows[index]).meta
-        return (meta.height, meta.width) if meta.height and meta.width else None
+    def decode_size(self, stored: Size, out: Size) -> Size | None:
+        """``min_size`` of a reduced-scale decode for this dataset's transform (see `decode_size`)."""
+        return decode_size(self.transform, stored, out)
+
+    def read_frames(self, index: int, frames: np.ndarray, out: Size) -> np.ndarray:
+        """Decoded RGB frames ``[len(frames), H, W, 3]`` of the video at ``index``, in one SQL statement, at
+        a reduced scale when the transform's output ``out`` allows it.
+
+        Subclasses override this to read another format (see `vidnet.data.benchmark`).
+
+        Raises:
+            ClipError: the store is missing or unreadable, a frame is corrupt or missing, or the store holds
+                fewer frames than ``index.csv`` says.
+        """
+        row = self.rows[index]
+        with self._clip_errors(row):
+            store = self._store(row)
+            blobs = store.get_bytes(frames)
+            if row.n_frames and store.n_frames is not None and store.n_frames < row.n_frames:
+                name = self._video_name(row)
+                raise ClipError(f"{name}: store holds {store.n_frames} frames, index.csv says {row.n_frames}",
+                                video=name, reason="short")
+            min_size = self.decode_size(jpeg_size(blobs[0]), out) if blobs else None
+            return decode_frames(store.path, frames, blobs, min_size)
 
     def _load(self, index: int, rng: np.random.Generator, num_frames: int, size: Size) -> tuple[np.ndarray, np.ndarray]:
         frames = np.asarray(self.sampler.sample(self.n_frames(index), num_frames, rng), dtype=np.int64)
-        stored = self.stored_size(index)
-        min_size = decode_size(self.transform, stored, size) if stored else None
-        decoded = self.read_frames(index, frames.reshape(-1), min_size)
+        decoded = self.read_frames(index, frames.reshape(-1), size)
         if frames.ndim == 1:
             return self.transform(decoded, rng, size=size), frames
         views = decoded.reshape(*frames.shape, *decoded.shape[1:])
@@ -488,9 +504,10 @@ class VideoClipDataset(Dataset):
                         reason=err.reason) from None
         else:  # pragma: no cover - max_bad_fraction < 1 stops earlier
             raise ClipError(f"every video of {self.root} failed", reason="unreadable")
-        tensor = torch.from_numpy(clip)
-        tensor = tensor.permute(3, 0, 1, 2) if tensor.ndim == 4 else tensor.permute(0, 4, 1, 2, 3)
-        tensor = tensor.contiguous()
+        # Channels first with numpy: torch's copy kernels start an intra-op thread pool, which costs
+        # milliseconds per clip in a main process whose cores are busy (num_workers=0).
+        axes = (3, 0, 1, 2) if clip.ndim == 4 else (0, 4, 1, 2, 3)
+        tensor = torch.from_numpy(np.ascontiguousarray(clip.transpose(axes)))
         if self.output == "float":
             tensor = tensor.float().div_(255)
         row = self.rows[current]

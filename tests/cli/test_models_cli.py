@@ -1,0 +1,57 @@
+"""`vidnet models`: table, JSON, wildcards, GMACs at a clip shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from vidnet.cli import app
+from vidnet.errors import UsageError
+from vidnet.network.cost import model_cost
+
+runner = CliRunner()
+
+
+def test_json_lists_matching_models_with_exact_counts():
+    result = runner.invoke(app, ["models", "r3d_1*", "--json", "--clip", "16x112x112"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert set(rows) == {"r3d_18", "r3d_101", "r3d_152"}
+    assert rows["r3d_18"]["params"] == 33_371_472 and rows["r3d_18"]["family"] == "r3d"
+    assert rows["r3d_18"]["clip"] == [16, 112, 112]
+    # thop in the reference counts BatchNorm too (6.442); convolutions and the classifier alone give 6.420.
+    assert rows["r3d_18"]["gmacs"] == pytest.approx(6.420, abs=0.001)
+    assert "1711.11248" in rows["r3d_18"]["paper"]
+
+
+def test_table_and_no_macs():
+    result = runner.invoke(app, ["models", "srtg_ip_csn_*", "--no-macs", "--classes", "101"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:3] == ["name", "params", "(M)"]
+    row = next(line for line in lines if line.startswith("srtg_ip_csn_50 "))
+    assert row.split()[1:3] == ["24.17", "-"]  # 24,166,501 parameters at 101 classes
+    assert "3 models" in lines[-1]
+
+
+def test_macs_scale_with_the_clip():
+    _, small = model_cost("srtg_r3d_18", clip=(8, 56, 56))
+    _, large = model_cost("srtg_r3d_18", clip=(16, 112, 112))
+    assert 6 < large / small < 10  # 8x the voxels; the LSTMs grow with T only
+
+
+def test_bad_input_is_a_usage_error():
+    result = runner.invoke(app, ["models", "r3d_18", "--clip", "16x112"])
+    assert result.exit_code == UsageError.exit_code and "error: --clip" in result.output
+    result = runner.invoke(app, ["models", "nothing_like_this*"])
+    assert result.exit_code == UsageError.exit_code and "error: " in result.output
+
+
+@pytest.mark.parametrize("name,thop_gmacs", [("r3d_50", 6.74), ("srtg_r2plus1d_18", 5.897), ("ir_csn_50", 1.94),
+                                              ("srtg_wide_r3d50_2", 21.76)])
+def test_macs_agree_with_the_reference_thop_figures(name, thop_gmacs):
+    # srtg.md section 2 (thop, 16x112x112) also counts BatchNorm, which adds 0.3-2.2 %.
+    _, macs = model_cost(name, clip=(16, 112, 112))
+    assert 0.975 <= macs / 1e9 / thop_gmacs < 1.0

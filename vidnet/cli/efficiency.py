@@ -1,0 +1,284 @@
+"""``vidnet profile``, ``vidnet compress`` and ``vidnet export``: model cost, compression and deployment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vidnet.cli._app import app
+from vidnet.errors import UsageError
+
+
+def _expand_networks(patterns: list[str]) -> list[str]:
+    from vidnet.network import list_models, model_info
+
+    names: list[str] = []
+    for pattern in patterns:
+        for part in (p.strip() for p in pattern.split(",")):
+            if not part:
+                continue
+            if any(ch in part for ch in "*?["):
+                found = list_models(part)
+                if not found:
+                    raise UsageError(f"--network {part!r}: no registered model matches (see `vidnet models`)")
+                names += found
+            else:
+                try:
+                    names.append(model_info(part).name)
+                except KeyError as err:
+                    raise UsageError(f"--network: {err}") from None
+    return list(dict.fromkeys(names))
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _ms(t) -> str:
+    return f"{t.median_ms:.1f} ± {t.iqr_ms / 2:.1f}" if t is not None else "-"
+
+
+@app.command("profile")
+def profile_command(
+    network: Annotated[list[str], typer.Option("--network", "-n", help="Model name(s); wildcards and commas ok.")],
+    clip: Annotated[str, typer.Option(help="Clip size TxHxW.")] = "16x112x112",
+    batch: Annotated[int, typer.Option(help="Clips per timed batch.")] = 1,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    precision: Annotated[str, typer.Option(help="fp32, or autocast bf16 / fp16.")] = "fp32",
+    repeats: Annotated[int, typer.Option(help="Timed runs per measurement.")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed runs before them.")] = 2,
+    num_classes: Annotated[int, typer.Option(help="Classifier outputs.")] = 400,
+    backward: Annotated[bool, typer.Option(help="Also time forward + backward.")] = True,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+) -> None:
+    """Parameters, GMACs, latency, peak memory per clip and throughput of one or more networks.
+
+    MACs are multiply-accumulates (FLOPs = 2 x MACs). Latency is the median over --repeats after --warmup
+    runs, ± half the interquartile range. Memory is per clip: CUDA max_memory_allocated, or on CPU the
+    sampled rise of the resident set size (an estimate). "pub" columns quote the Efficient-3DCNNs table
+    (anchors.md §2c, 600 classes, thop MFLOPs) next to our count at 600 classes.
+    """
+    from vidnet.cli.models import parse_clip
+    from vidnet.network.profile import profile_model
+
+    _set_threads(threads)
+    frames = parse_clip(clip)
+    names = _expand_networks(network)
+    results = []
+    for name in names:
+        try:
+            r = profile_model(name, clip=frames, batch=batch, device=device, precision=precision,  # type: ignore
+                              repeats=repeats, warmup=warmup, backward=backward, num_classes=num_classes)
+        except UsageError:
+            raise
+        except Exception as err:  # one model that cannot run this clip must not hide the others' rows
+            typer.secho(f"warning: {name}: {type(err).__name__}: {err}", fg=typer.colors.YELLOW, err=True)
+            continue
+        results.append(r)
+        if as_json:
+            typer.echo(json.dumps(r.to_dict()))
+    if not results:
+        raise UsageError(f"--network: none of {', '.join(names)} ran on a {clip} clip")
+    if as_json:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    r0 = results[0]
+    table = Table(title=f"clip {clip}, batch {batch}, {r0.device}, {precision}, {repeats} repeats "
+                        f"(latency ms: median ± IQR/2; memory: {r0.memory_method})")
+    for col in ("network", "params (M)", "GMACs", "fwd ms", "fwd+bwd ms", "MB/clip", "clips/s", "frames/s",
+                "MMACs@600", "pub MFLOPs", "pub params (M)"):
+        table.add_column(col, justify="left" if col == "network" else "right")
+    for r in results:
+        table.add_row(
+            r.network, f"{r.params / 1e6:.3f}", f"{r.gmacs:.4f}", _ms(r.forward), _ms(r.forward_backward),
+            f"{r.memory_per_clip / 2**20:.1f}", f"{r.clips_per_s:.1f}", f"{r.frames_per_s:.0f}",
+            f"{r.macs_600 / 1e6:.1f}" if r.macs_600 else "-",
+            f"{r.published_mflops:g}" if r.published_mflops else "-",
+            f"{r.published_params / 1e6:.2f} ({r.params_600 / 1e6:.2f})" if r.published_params else "-",
+        )
+    Console(width=200).print(table)
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    if not text.strip():
+        return []
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UsageError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+
+
+def _calibration(dataset: str | None, split: str, frames: tuple[int, int, int], n: int) -> tuple[list, str]:
+    import torch
+
+    if dataset is None:
+        g = torch.Generator().manual_seed(0)
+        return [torch.randn((1, 3, *frames), generator=g) for _ in range(n)], "random clips"
+    from vidnet.data.dataset import VideoClipDataset
+
+    ds = VideoClipDataset(dataset, split, num_frames=frames[0], size=(frames[1], frames[2]), output="float")
+    clips = []
+    for i in range(min(n, len(ds))):
+        x = ds[i]["clip"]
+        clips.append((x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).unsqueeze(0))
+    return clips, f"{len(clips)} {split} clips"
+
+
+@app.command("compress")
+def compress_command(
+    network: Annotated[list[str] | None, typer.Option("--network", "-n", help="Model name(s); wildcards ok.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Trained checkpoint (see vidnet.network.loading).")] = None,
+    ratios: Annotated[str, typer.Option(help="Structured prune ratios, comma-separated.")] = "0.25,0.5,0.75",
+    sparsity: Annotated[str, typer.Option(help="Unstructured magnitude sparsities.")] = "0.5,0.9",
+    quantize: Annotated[str, typer.Option(help="int8 variants: dynamic, static (comma-separated, or '').")]
+    = "dynamic,static",
+    clip: Annotated[str, typer.Option(help="Clip size TxHxW.")] = "16x112x112",
+    num_classes: Annotated[int | None, typer.Option(help="Classifier outputs (default: checkpoint or 400).")]
+    = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset root for accuracy (VideoClipDataset).")] = None,
+    split: Annotated[str, typer.Option(help="Split for accuracy and calibration.")] = "val",
+    limit: Annotated[int | None, typer.Option(help="Evaluate at most this many clips.")] = None,
+    calibration: Annotated[int, typer.Option(help="Clips for static-quantization calibration.")] = 8,
+    repeats: Annotated[int, typer.Option(help="Timed CPU forwards per variant.")] = 5,
+    out: Annotated[Path | None, typer.Option(help="Save every variant here as <network>_<variant>.pt.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of tables.")] = False,
+) -> None:
+    """Prune (structured L1 channels; unstructured magnitude), quantize (int8) and compare the variants.
+
+    Each network's base model and its variants are measured on the CPU at batch 1: parameters, MACs, size
+    of the saved state_dict, forward latency (median, IQR), largest logit change from the base on a fixed
+    clip relative to the base's largest logit, and, with --dataset, single-clip top-1 on --split. Structured
+    pruning shrinks only inner channels (block middles, expansions), so the output shape never changes;
+    pruned models are saved as whole modules (torch.save(model)).
+    """
+    import dataclasses
+
+    import torch
+
+    from vidnet.cli.models import parse_clip
+    from vidnet.network.compress import (
+        clip_accuracy,
+        compare_variants,
+        magnitude_prune,
+        prune_channels,
+        quantize_dynamic_int8,
+        quantize_static_int8,
+        recalibrate_batchnorm,
+    )
+    from vidnet.network.cost import count_macs
+    from vidnet.network.loading import load_model
+
+    _set_threads(threads)
+    frames = parse_clip(clip)
+    modes = [q.strip() for q in quantize.split(",") if q.strip()]
+    for q in modes:
+        if q not in ("dynamic", "static"):
+            raise UsageError(f"--quantize: expected dynamic and/or static, got {q!r}")
+    if checkpoint is not None:
+        targets = [load_model(checkpoint, network=network[0] if network else None, num_classes=num_classes)]
+    elif network:
+        targets = [load_model(None, network=n, num_classes=num_classes) for n in _expand_networks(network)]
+    else:
+        raise UsageError("give --network or --checkpoint")
+    evaluate = None
+    if dataset is not None:
+        def evaluate(m):  # noqa: E306
+            return clip_accuracy(m, dataset, split, clip=frames, limit=limit)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    for model, label in targets:
+        notes = []
+        if checkpoint is None:
+            g = torch.Generator().manual_seed(1)
+            recalibrate_batchnorm(model, [torch.randn((2, 3, *frames), generator=g) for _ in range(4)])
+            notes.append("fresh weights, batch-norm statistics recalibrated on 8 random clips")
+        variants: dict = {"base": (model, None)}
+        for r in _floats(ratios, "--ratios"):
+            pruned, _ = prune_channels(model, r)
+            variants[f"prune {r:.2f}"] = (pruned, None)
+        for s in _floats(sparsity, "--sparsity"):
+            variants[f"sparse {s:.2f}"] = (magnitude_prune(model, s), None)
+        base_macs = count_macs(model, frames)
+        if "dynamic" in modes:
+            variants["int8 dynamic"] = (quantize_dynamic_int8(model), base_macs)
+        if "static" in modes:
+            calib, where = _calibration(dataset, split, frames, calibration)
+            try:
+                variants["int8 static"] = (quantize_static_int8(model, calib), base_macs)
+                notes.append(f"int8 static calibrated on {where}")
+            except UsageError as err:
+                notes.append(f"int8 static skipped: {err}")
+        rows = compare_variants(variants, clip=frames, repeats=repeats, evaluate=evaluate)
+        if out is not None:
+            for name, (m, _) in variants.items():
+                torch.save(m, out / f"{label}_{name.replace(' ', '_')}.pt")
+        if as_json:
+            for row in rows:
+                typer.echo(json.dumps({"network": label, **dataclasses.asdict(row)}))
+            continue
+        _print_compress_table(label, frames, rows, notes)
+
+
+def _print_compress_table(label: str, frames: tuple[int, int, int], rows, notes: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    base = rows[0]
+    table = Table(title=f"{label}: {frames[0]}x{frames[1]}x{frames[2]}, CPU batch 1 (latency ms: median ± IQR/2)",
+                  caption="; ".join(notes) or None)
+    for col in ("variant", "params (M)", "GMACs", "size (MB)", "latency ms", "speed-up", "sparsity",
+                "rel. Δlogit", "top-1", "Δtop-1"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for r in rows:
+        acc = f"{100 * r.accuracy:.2f}" if r.accuracy is not None else "-"
+        dacc = f"{100 * (r.accuracy - base.accuracy):+.2f}" if r.accuracy is not None else "-"
+        table.add_row(r.variant, f"{r.params / 1e6:.3f}", f"{r.macs / 1e9:.4f}", f"{r.size_bytes / 2**20:.2f}",
+                      f"{r.latency_ms:.1f} ± {r.latency_iqr_ms / 2:.1f}", f"{base.latency_ms / r.latency_ms:.2f}x",
+                      f"{r.sparsity:.2f}", f"{r.rel_diff:.3g}", acc, dacc)
+    Console(width=200).print(table)
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.onnx or .pt).")],
+    network: Annotated[str | None, typer.Option("--network", "-n", help="Registered model name.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Trained checkpoint (see vidnet.network.loading).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
+    clip: Annotated[str, typer.Option(help="Example clip TxHxW.")] = "16x112x112",
+    num_classes: Annotated[int | None, typer.Option(help="Classifier outputs (default: checkpoint or 400).")]
+    = None,
+    dynamic_time: Annotated[bool, typer.Option(help="Try a dynamic time axis.")] = True,
+) -> None:
+    """Export a model to ONNX or TorchScript and verify it against PyTorch (max abs diff printed).
+
+    The batch axis is dynamic; the time axis too where the model verifies at a second clip length. ONNX
+    needs the `export` extra (pip install 'vidnet[export]'). Exits non-zero if verification fails.
+    """
+    from vidnet.cli.models import parse_clip
+    from vidnet.errors import VidnetError
+    from vidnet.network.export import REL_TOL, export_model
+    from vidnet.network.loading import load_model
+
+    model, label = load_model(checkpoint, network=network, num_classes=num_classes)
+    result = export_model(model, output, fmt=fmt, clip=parse_clip(clip), dynamic_time=dynamic_time)  # type: ignore
+    axes = "batch" + (", time" if result.dynamic_time else "") if result.dynamic_batch else "none"
+    typer.echo(f"{label} -> {result.path} ({result.format}, dynamic axes: {axes})")
+    for shape, diff, rel in result.checks:
+        typer.echo(f"  input {'x'.join(map(str, shape))}: max abs diff {diff:.3g} (relative {rel:.3g})")
+    for note in result.notes:
+        typer.echo(f"  note: {note}")
+    if not result.ok:
+        raise VidnetError(f"{result.path}: exported model differs from PyTorch beyond relative {REL_TOL:g}")

@@ -1,0 +1,1 @@
+"""Building blocks shared by the network families, one concept per module."""

@@ -1,0 +1,119 @@
+"""Convolution makers of the video ResNet trunk: 3D, (2+1)D and channel-separated (CSN) convolutions.
+
+A conv maker maps ``in_planes -> out_planes`` with one spatio-temporal stride and is injected into the
+residual blocks, so R3D, R(2+1)D, ir-CSN and ip-CSN are one trunk with a different maker (torchvision's
+``conv_makers`` and pytorchvideo's CSN-as-configuration follow the same idea).
+
+Every maker is an ``nn.Sequential`` whose children sit at the indices the original SRTG code used
+(``conv1.0.0.weight`` for a plain 3D convolution, ``.0/.1/.3`` for (2+1)D, ``.0/.1/.3.0`` for ip-CSN), so
+checkpoints saved by that code load by name.
+
+Citations: R3D and R(2+1)D, Tran et al., "A Closer Look at Spatiotemporal Convolutions for Action
+Recognition", arXiv:1711.11248. CSN, Tran et al., "Video Classification with Channel-Separated
+Convolutional Networks", arXiv:1904.02811.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn as nn
+
+__all__ = ["ConvMaker", "Conv3DSimple", "Conv2Plus1D", "Conv3DDepthwise", "IPConv3DDepthwise", "midplanes"]
+
+ConvMaker = Callable[..., nn.Module]
+
+
+def midplanes(in_planes: int, out_planes: int) -> int:
+    """Intermediate width of a (2+1)D factorisation with the parameters of a full 3x3x3 convolution.
+
+    ``floor(27 * in * out / (9 * in + 3 * out))`` (Tran et al. 2018, section 3.5); e.g. (64, 64) -> 144.
+    """
+    return (in_planes * out_planes * 3 * 3 * 3) // (in_planes * 3 * 3 + 3 * out_planes)
+
+
+class Conv3DSimple(nn.Sequential):
+    """A full 3x3x3 convolution (R3D); ``midplanes`` is accepted for a uniform signature and unused."""
+
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        midplanes: int | None = None,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm3d,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__(nn.Conv3d(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups, bias=False))
+
+
+class Conv2Plus1D(nn.Sequential):
+    """R(2+1)D: a 1x3x3 spatial convolution to ``midplanes``, norm, activation, then a 3x1x1 temporal one."""
+
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        midplanes: int,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm3d,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__(
+            nn.Conv3d(in_planes, midplanes, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), groups=groups,
+                      bias=False),
+            norm_layer(midplanes),
+            act_layer(),
+            nn.Conv3d(midplanes, out_planes, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), groups=groups,
+                      bias=False),
+        )
+
+
+class Conv3DDepthwise(nn.Sequential):
+    """ir-CSN: a depthwise 3x3x3 convolution (one group per input channel); ``groups`` is implied."""
+
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        midplanes: int | None = None,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm3d,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+    ) -> None:
+        if out_planes % in_planes:
+            raise ValueError(f"a depthwise convolution needs out_planes ({out_planes}) divisible by in_planes "
+                             f"({in_planes})")
+        super().__init__(
+            nn.Conv3d(in_planes, out_planes, 3, stride=stride, padding=1, groups=in_planes, bias=False)
+        )
+
+
+class IPConv3DDepthwise(nn.Sequential):
+    """ip-CSN: a 1x1x1 convolution (keeps the channel interactions), norm, activation, then ir-CSN's depthwise."""
+
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        midplanes: int | None = None,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm3d,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+    ) -> None:
+        if in_planes != out_planes:
+            raise ValueError(f"ip-CSN needs in_planes == out_planes, got {in_planes} and {out_planes}")
+        super().__init__(
+            nn.Conv3d(in_planes, out_planes, 1, bias=False),
+            norm_layer(out_planes),
+            act_layer(),
+            Conv3DDepthwise(out_planes, out_planes, stride=stride),
+        )
