@@ -74,3 +74,17 @@ def test_gpu_lists(monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1,3"
     with pytest.raises(UsageError):
         _parse_gpus("-1")
+
+
+def test_quickstart_training_plumbing(tiny_dataset, tmp_path):
+    import json
+    import shutil
+
+    from vidnet.cli.train import quickstart_training
+
+    frames = tmp_path / "frames"
+    shutil.copytree(tiny_dataset, frames)
+    results = quickstart_training(frames, tmp_path / "runs", epochs=1, workers=0, batch_size=2)
+    assert set(results) == {"tiny_3d", "tiny_2d"} and all(0 <= v <= 1 for v in results.values())
+    assert json.loads((frames / "dataset.json").read_text())["hflip"] is False  # move_left must stay left
+    assert (tmp_path / "runs" / "frames" / "tiny_2d" / "checkpoints" / "ep-0001.pth").is_file()

@@ -119,3 +119,18 @@ def test_optimizer_groups():
     cfg = TrainConfig.from_flat({"network": "t", "dataset": "d", "optimizer": "adamw", "decay_norm_bias": True})
     opt = build_optimizer(TinyNet(), cfg, num_classes=2)
     assert isinstance(opt, torch.optim.AdamW) and [g["weight_decay"] for g in opt.param_groups] == [1e-4]
+
+
+class OOMNet(TinyNet):
+    def forward(self, x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_suggests_a_smaller_batch(tmp_path):
+    with pytest.raises(VidnetError, match=r"out of memory at batch 4 x 4 frames x 16x16: use a smaller --batch-size"):
+        run(make_cfg(tmp_path), model=OOMNet())
+
+
+def test_too_few_clips_for_a_batch(tmp_path):
+    with pytest.raises(VidnetError, match="epoch 0 has no full batch: 3 clips over 1 process"):
+        run(make_cfg(tmp_path), n=3)

@@ -258,7 +258,9 @@ def _parse_gpus(text: str | int) -> int:
     return n
 
 
-def quickstart_training(frames: Path, runs: Path, *, epochs: int = 16, workers: int = 1) -> dict[str, float]:
+def quickstart_training(
+    frames: Path, runs: Path, *, epochs: int = 16, workers: int = 1, batch_size: int = 16
+) -> dict[str, float]:
     """The quickstart's training step: ``tiny_3d`` on 8-frame clips next to ``tiny_2d`` on single frames.
 
     Both are trained the same way (AdamW, cosine schedule, light augmentation, 72x96 clips) on the sample
@@ -274,7 +276,7 @@ def quickstart_training(frames: Path, runs: Path, *, epochs: int = 16, workers: 
     if not (frames / "dataset.json").is_file():
         # The sample's classes include move_left / move_right: a horizontal flip would swap their labels.
         atomic_write_json(frames / "dataset.json", {"name": "sample", "hflip": False, "media": "frames"})
-    common = {"dataset": str(frames), "model_dir": str(runs), "clip_size": (72, 96), "batch_size": 16,
+    common = {"dataset": str(frames), "model_dir": str(runs), "clip_size": (72, 96), "batch_size": batch_size,
               "end_epoch": epochs, "lr_schedule": "cosine", "warmup_epochs": 1, "optimizer": "adamw",
               "lr_base": 3e-3, "weight_decay": 0.05, "augment": "light", "workers": workers,
               "save_frequency": epochs, "val_frequency": epochs, "log_interval": 1000, "tensorboard": False,

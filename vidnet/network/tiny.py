@@ -55,13 +55,13 @@ class TinyNet(nn.Module):
         return self.fc(self.dropout(x))
 
 
-@register_model("tiny_3d", family="tiny", depth="4")
+@register_model("tiny_3d", family="tiny", depth="3d")
 def tiny_3d(*, num_classes: int = 400, **options) -> TinyNet:
     """Four 3D convolutions, ~0.1 M parameters: quickstart and smoke tests."""
     return TinyNet(num_classes, temporal=True, **options)
 
 
-@register_model("tiny_2d", family="tiny", depth="4")
+@register_model("tiny_2d", family="tiny", depth="2d")
 def tiny_2d(*, num_classes: int = 400, **options) -> TinyNet:
     """`tiny_3d` with spatial-only kernels, for single-frame clips (``--clip-length 1``)."""
     return TinyNet(num_classes, temporal=False, **options)

@@ -580,7 +580,7 @@ def _synchronize(device: torch.device) -> None:
 def _oom_message(shape: Any):
     try:
         yield
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:  # also raised for other accelerators in recent PyTorch
         raise VidnetError(
             f"out of memory at batch {shape.batch} x {shape.frames} frames x {shape.height}x{shape.width}: use a "
             "smaller --batch-size (with --accumulate to keep the effective batch), a shorter --clip-length or a "
