@@ -8,6 +8,8 @@ stage's feature map is a single voxel.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -52,12 +54,26 @@ def _alnum(text: str) -> str:
     return "".join(c for c in text.lower() if c.isalnum())
 
 
+def _name_claims_depth(name: str, depth: str) -> bool:
+    """A depth in the name must be the recorded one (r3d_50 -> 50); a width multiplier is written in
+    hundredths (mobilenet_3d_050 -> 0.5x, the bare name is 1.0x); fixed architectures (c3d, crnn, tiny_3d)
+    carry no number in their name, and record their depth for information."""
+    if depth.endswith("x"):
+        depth = depth.rsplit("_", 1)[-1]  # ShuffleNet's "g3_1.0x": groups are an option, not in the name
+        width = round(float(depth[:-1]) * 100)
+        suffix = re.search(r"_(\d{3})$", name)
+        return int(suffix.group(1)) == width if suffix else width == 100
+    if _alnum(depth) in _alnum(name):
+        return True
+    return not re.search(r"\d", re.sub(r"2plus1d|[23]d", "", name))
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_name_is_pinned_to_family_and_depth(name):
     """The registry records what each name claims; an SRTG name (and only one) builds SR layers."""
     info = model_info(name)
     assert info.name == name and info.family and info.depth
-    assert _alnum(info.depth) in _alnum(name)
+    assert _name_claims_depth(name, info.depth), (name, info.depth)
     assert name.startswith("srtg_") == info.family.startswith("srtg_")
     with torch.device("meta"):
         model = create_model(name, num_classes=NUM_CLASSES)
