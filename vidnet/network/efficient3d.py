@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from vidnet.errors import UsageError
 from vidnet.network._registry import register_model
+from vidnet.network.layers.init import init_video_weights_
 
 __all__ = ["SqueezeNet3D", "MobileNet3D", "MobileNetV23D", "ShuffleNet3D", "ShuffleNetV23D", "shufflenet_widths"]
 
@@ -52,20 +53,6 @@ def _pw_bn_act(cin: int, cout: int, act: type[nn.Module] = nn.ReLU) -> nn.Sequen
 def _channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     n, c, t, h, w = x.shape
     return x.view(n, groups, c // groups, t, h, w).transpose(1, 2).reshape(n, c, t, h, w)
-
-
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv3d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm3d | nn.BatchNorm1d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 class _PooledLinearHead(nn.Module):
@@ -153,7 +140,7 @@ class SqueezeNet3D(nn.Module):
             nn.Dropout(dropout), nn.Conv3d(512, num_classes, kernel_size=1), nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool3d(1),
         )
-        _init_weights(self)
+        init_video_weights_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x)).flatten(1)
@@ -201,7 +188,7 @@ class MobileNet3D(_PooledLinearHead):
         super().__init__()
         self.features = nn.Sequential(*features)
         self._build_head(cin, num_classes, dropout)
-        _init_weights(self)
+        init_video_weights_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -260,7 +247,7 @@ class MobileNetV23D(_PooledLinearHead):
         super().__init__()
         self.features = nn.Sequential(*features)
         self._build_head(last, num_classes, dropout)
-        _init_weights(self)
+        init_video_weights_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -378,7 +365,7 @@ class ShuffleNet3D(_PooledLinearHead):
                 cin = cout
             setattr(self, f"layer{idx}", nn.Sequential(*units))
         self._build_head(cin, num_classes, dropout)
-        _init_weights(self)
+        init_video_weights_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.conv1(x))
@@ -456,7 +443,7 @@ class ShuffleNetV23D(nn.Module):
         self.conv_last = _pw_bn_act(cin, last)
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
-        _init_weights(self)
+        init_video_weights_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_last(self.features(self.maxpool(self.conv1(x))))

@@ -46,6 +46,7 @@ from torch import Tensor
 from torch.nn.modules.utils import _triple
 
 from vidnet.network._registry import register_model
+from vidnet.network.layers.init import init_video_weights_
 
 __all__ = ["MTNet", "MTBlock", "MTConv", "SqueezeRecursionGRU", "frame_select_pool"]
 
@@ -339,15 +340,7 @@ class MTNet(nn.Module):
         return nn.Sequential(*stage)
 
     def _initialise_weights(self, zero_init_residual: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm3d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_video_weights_(self)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, MTBlock):

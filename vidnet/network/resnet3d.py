@@ -43,6 +43,7 @@ from vidnet.network.layers.conv_makers import (
     ConvMaker,
     IPConv3DDepthwise,
 )
+from vidnet.network.layers.init import init_video_weights_
 from vidnet.network.layers.residual_blocks import BasicBlock, Bottleneck, SRPlace
 from vidnet.network.layers.squeeze_recursion import SqueezeRecursion
 from vidnet.network.layers.stems import BasicStem, R2Plus1dStem
@@ -145,15 +146,7 @@ class VideoResNet(nn.Module):
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm3d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_video_weights_(self)
         if zero_init_residual:
             # The original referenced a nonexistent `bn3` here and crashed (defect 17).
             for m in self.modules():
