@@ -112,7 +112,22 @@ def test_one_sql_statement_per_clip(tiny_dataset, monkeypatch):
     ds = _ds(tiny_dataset, sampler=MultiClip(num_clips=4), num_frames=8)  # 32 indices, duplicates included
     for i in (0, 0, 1, 0, 2):
         ds[i]  # the first clip of a video too: opening a store runs no query
-    assert len(statements) == 5 and all(s.lstrip().upper().startswith("SELECT") for s in statements)
+    # One SELECT per clip; the first read of a store also sets its page cache size (a PRAGMA, no query).
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    pragmas = [s for s in statements if s.lstrip().upper().startswith("PRAGMA CACHE_SIZE")]
+    assert len(selects) == 5 and len(pragmas) == 3 and len(statements) == 8
+
+
+def test_default_max_open_follows_the_open_file_limit(tiny_dataset, monkeypatch):
+    import resource
+
+    from vidnet.data.dataset import default_max_open
+
+    for soft, expected in ((1024, 256), (20000, 1024), (64, 32), (resource.RLIM_INFINITY, 1024)):
+        monkeypatch.setattr(resource, "getrlimit", lambda _, soft=soft: (soft, resource.RLIM_INFINITY))
+        assert default_max_open() == expected
+    # By default every video of the dataset stays open (fewer than the limit here), once per process.
+    assert _ds(tiny_dataset, None).max_open == len({r.path for r in _ds(tiny_dataset, None).rows})
 
 
 def test_stores_lru_bounded_and_reopened_after_fork(tiny_dataset):

@@ -152,7 +152,10 @@ def test_clip_reader_one_statement_and_foreign_fallback(tmp_path):
     with FrameStore(folder) as store:
         assert reader.get_bytes(idx) == store.get_bytes(idx)
         assert np.array_equal(reader.get_frames(idx, min_size=(6, 8)), store.get_frames(idx, min_size=(6, 8)))
-    assert len(statements) == 2 and reader.n_frames == len(reader) == 12  # one statement per read, count included
+    # One SELECT per read, count included; the first read also sets the page cache size.
+    assert [s.split()[0].upper() for s in statements] == ["PRAGMA", "SELECT", "SELECT"]
+    assert reader.n_frames == len(reader) == 12
+    assert reader._con.execute("PRAGMA cache_size").fetchone()[0] == 0  # no private copy of the pages read
     assert jpeg_size(reader.get_bytes([0])[0]) == frames.shape[1:3]
     with pytest.raises(IndexError):
         reader.get_bytes([12])

@@ -50,8 +50,12 @@ def benchmark_io(
     rss_clips: Annotated[int, typer.Option(help="Clips for the worker memory measurement (0 skips).")] = 2000,
     scaling: Annotated[bool, typer.Option(help="Measure sqlite with 2 workers against 1.")] = True,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same for every format).")] = 0,
-    max_open: Annotated[int, typer.Option(help="Stores (and HDF5 files) kept open per worker, as the dataset's "
-                                               "max_open.")] = 32,
+    max_open: Annotated[int | None, typer.Option(
+        help="Stores (and HDF5 files) kept open per worker, as the dataset's max_open (default: every video, "
+             "within the open-file limit).")] = None,
+    frame_interval: Annotated[str, typer.Option(
+        help="Frame step of the sampled clips: 2, 1,2 or 2-4 (default 2: the original's UCF-101/HMDB-51 "
+             "training interval; only 'video' depends on it).")] = "2",
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
@@ -62,6 +66,7 @@ def benchmark_io(
     comparison formats are written to --scratch first. See docs/data.md.
     """
     from vidnet.data.benchmark import DEFAULT_SHAPES, BenchmarkOptions, parse_shape, run_benchmark
+    from vidnet.data.sampling import parse_interval
 
     setup_logging(-1)
     shapes = [parse_shape(s) for s in shape] if shape else list(DEFAULT_SHAPES)
@@ -77,6 +82,7 @@ def benchmark_io(
         split=split,
         seed=seed,
         max_open=max_open,
+        frame_interval=parse_interval(frame_interval),
         rss_clips=rss_clips,
         scaling=scaling,
         scaling_shape=(96, 16, 112) if not shape else shapes[0],
@@ -91,7 +97,8 @@ def benchmark_io(
     if not out.is_terminal:
         out = Console(width=140)  # whole rows in files and pipes
     table = Table(title=f"benchmark-io {dataset}: {report.videos} videos, {report.frames_per_video:.0f} frames "
-                        f"of {report.stored_size[0]}x{report.stored_size[1]} per video, {max_open} open per worker")
+                        f"of {report.stored_size[0]}x{report.stored_size[1]} per video, frame interval "
+                        f"{report.frame_interval}, {report.max_open} open per worker")
     for col in ("format", "batch x T x S", "workers", "clips/s", "frames/s", "MB/s", "KB/video", "vs decode"):
         table.add_column(col, justify="left" if col == "format" else "right")
     for c in report.cells:

@@ -14,7 +14,11 @@ A sample is produced in one place, :meth:`VideoClipDataset.__getitem__`:
 
 Stores are opened lazily in the process that reads them (a DataLoader worker), read-only, and kept in a
 per-process LRU of at most ``max_open`` connections: a SQLite connection is never carried across a fork
-(the process id is checked on every read and a child drops what it inherited).
+(the process id is checked on every read and a child drops what it inherited). Opening a store costs about
+as much as decoding two small frames (connect, then SQLite parses the schema on the first statement), so by
+default the LRU holds every video of the dataset, bounded by the process's open-file limit
+(`default_max_open`); an open store holds one file descriptor and a few tens of KB (its page cache is kept
+at SQLite's minimum: the operating system caches the file anyway).
 
 Normalisation is left to the device (`normalize`): uint8 clips are 4x smaller to collate, pin and copy.
 
@@ -57,6 +61,7 @@ __all__ = [
     "BadDataReport",
     "normalize",
     "decode_size",
+    "default_max_open",
     "KINETICS_MEAN",
     "KINETICS_STD",
     "SRTG_MEAN",
@@ -88,6 +93,21 @@ Size = tuple[int, int]
 
 # Reason codes kept in shared memory (0 = no failure).
 _REASONS = ("", "missing", "unreadable", "corrupt", "short")
+
+
+def default_max_open() -> int:
+    """Stores a process keeps open by default: a quarter of its open-file limit (the rest stays free for
+    PyTorch's shared-memory tensors, which travel between processes as file descriptors), between 32 and
+    1024. A quarter of the usual limit of 1024 is 256."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 256
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(32, min(1024, soft // 4))
 
 
 def normalize(
@@ -240,7 +260,9 @@ class VideoClipDataset(Dataset):
         return_meta: add ``video_id`` and ``frames`` (the sampled frame indices) to each sample.
         bad_data: ``raise`` a `ClipError`, or ``skip``: log it, count it, load the next index instead.
         max_bad_fraction: with ``skip``, abort when more than this fraction of the dataset fails in an epoch.
-        max_open: most stores kept open per process (least recently used ones are closed).
+        max_open: most stores kept open per process (least recently used ones are closed); None (default):
+            every video of the dataset when the open-file limit allows it (see `default_max_open`), so that
+            each worker opens each store once.
 
     Attributes:
         labels: label name -> id (all of ``labels.json``).
@@ -264,7 +286,7 @@ class VideoClipDataset(Dataset):
         return_meta: bool = False,
         bad_data: BadDataPolicy = "raise",
         max_bad_fraction: float = 0.05,
-        max_open: int = 32,
+        max_open: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not (self.root / "index.csv").is_file():
@@ -275,7 +297,7 @@ class VideoClipDataset(Dataset):
             raise UsageError(f"bad_data={bad_data!r}: use 'raise' or 'skip'")
         if not 0 <= max_bad_fraction <= 1:
             raise UsageError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction!r}")
-        if int(max_open) != max_open or max_open < 1:
+        if max_open is not None and (int(max_open) != max_open or max_open < 1):
             raise UsageError(f"max_open must be a positive integer, got {max_open!r}")
         if int(num_frames) != num_frames or num_frames < 1:
             raise UsageError(f"num_frames must be a positive integer, got {num_frames!r}")
@@ -311,7 +333,7 @@ class VideoClipDataset(Dataset):
         self.return_meta = return_meta
         self.bad_data = bad_data
         self.max_bad_fraction = float(max_bad_fraction)
-        self.max_open = int(max_open)
+        self.max_open = int(max_open) if max_open is not None else min(len({r.path for r in rows}), default_max_open())
         # Slot 0: epoch; slot 1 + i: reason code of sample i this epoch. Shared memory, so that the main
         # process sees workers' failures and workers see set_epoch (persistent workers too).
         self._shared = torch.zeros(len(rows) + 1, dtype=torch.int64).share_memory_()

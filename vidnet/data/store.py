@@ -388,6 +388,7 @@ class ClipReader:
         self.path = Path(path)
         uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro&immutable=1"
         self._con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._fresh = True
         self._foreign: FrameStore | None = None
         self.n_frames: int | None = None
         """Frames in the store, known after the first read."""
@@ -430,6 +431,12 @@ class ClipReader:
             where, params = "IN (SELECT value FROM json_each(?))", [json.dumps(rowids)]
         sql = f"SELECT rowid, frames, (SELECT value FROM meta WHERE key = 'n_frames') FROM Images WHERE rowid {where}"
         try:
+            if self._fresh:
+                # SQLite's own page cache (2 MB per connection by default) would keep a copy of every page
+                # read for as long as the store stays open: with hundreds of stores open per worker, the
+                # dataset again in each worker. The operating system caches the file already.
+                self._con.execute("PRAGMA cache_size = 0")
+                self._fresh = False
             rows = self._con.execute(sql, params).fetchall()
         except sqlite3.OperationalError as err:
             if "no such table: meta" in str(err):
