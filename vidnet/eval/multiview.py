@@ -136,9 +136,9 @@ def clip_transform(em: EvalModel, *, hflip: bool = True) -> ClipEval | None:
     if not em.augment:
         return None
     # The trainer's own choice of validation transform, so that clip accuracy is its validation number.
-    from vidnet.train.loop import _transforms
+    from vidnet.train.loop import augment_transforms
 
-    return _transforms(em.augment, em.clip_size, flip=hflip)[1]
+    return augment_transforms(em.augment, em.clip_size, flip=hflip)[1]
 
 
 def view_transform(em: EvalModel, crops: int, *, hflip: bool = True) -> ClipEval | None:
