@@ -19,6 +19,7 @@ from typing import Any
 from vidnet._io import atomic_path, atomic_write_text
 from vidnet.errors import UsageError, VidnetError
 from vidnet.eval.report import import_pyplot
+from vidnet.train.checkpoint import checkpoint_name
 
 __all__ = ["EpochLog", "RunLogs", "read_run", "best_epoch", "find_test_summaries", "plot_curves", "write_summary",
            "report_run", "CURVES"]
@@ -150,6 +151,8 @@ def plot_curves(logs: RunLogs, path: str | os.PathLike, *, title: str = "") -> P
         PlotUnavailable: matplotlib is not installed (``vidnet[plot]``).
     """
     plt = import_pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(2, 3, figsize=(13, 7), dpi=110)
     for ax, (col, name) in zip(axes.flat, CURVES, strict=True):
         for phase, log, style in (("train", logs.train, "-o"), ("val", logs.val, "-s")):
@@ -158,6 +161,7 @@ def plot_curves(logs: RunLogs, path: str | os.PathLike, *, title: str = "") -> P
                 ax.plot(log.epochs, values, style, markersize=3, label=phase)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if col == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         ax.grid(alpha=0.3)
@@ -191,12 +195,16 @@ def write_summary(logs: RunLogs, path: str | os.PathLike, *, curves: str | None 
     network = (cfg.get("model") or {}).get("network") or logs.run_dir.name
     dataset = (cfg.get("data") or {}).get("dataset") or "?"
     lines = [f"# Run report: {network}", "", f"- run folder: `{logs.run_dir}`", f"- dataset: `{dataset}`"]
+    # The logs count epochs from 0; a checkpoint is named by the epochs completed (epoch 15 -> ep-0016.pth).
     last_train = logs.train.epochs[-1] if len(logs.train) else None
-    lines.append(f"- epochs trained: {last_train if last_train is not None else 'n/a'}")
+    lines.append(f"- epochs trained: {last_train + 1 if last_train is not None else 'n/a'} "
+                 "(the CSV logs count epochs from 0)")
     best = best_epoch(logs.val)
     if best is not None:
         r = logs.val.row(best)
-        lines.append(f"- best epoch: {r['epoch']} (val top-1 {_pct(r.get('top1'))}, loss {_num(r.get('loss'))})")
+        ckpt = logs.run_dir / "checkpoints" / checkpoint_name(r["epoch"] + 1)
+        kept = f", checkpoint `{ckpt.name}`" if ckpt.is_file() else ""
+        lines.append(f"- best epoch: {r['epoch']} (val top-1 {_pct(r.get('top1'))}, loss {_num(r.get('loss'))}{kept})")
     else:
         lines.append("- best epoch: n/a (no validation rows)")
 
@@ -214,8 +222,8 @@ def write_summary(logs: RunLogs, path: str | os.PathLike, *, curves: str | None 
     tests = find_test_summaries(logs.run_dir)
     if not tests:
         lines.append("No `vidnet test` output found in or next to the run folder.")
-    for path, summary in tests:
-        lines += [f"`{path.parent}` (checkpoint `{summary.get('checkpoint')}`, split {summary.get('split', '?')}):",
+    for found, summary in tests:
+        lines += [f"`{found.parent}` (checkpoint `{summary.get('checkpoint')}`, split {summary.get('split', '?')}):",
                   "", "| protocol | videos | top-1 | top-5 | mean class acc | loss |", "|---|---|---|---|---|---|"]
         for key, res in summary.items():
             if isinstance(res, dict) and "top1" in res:
