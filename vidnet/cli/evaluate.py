@@ -35,6 +35,14 @@ def _print_summary(title: str, s, names: list[str], ks: tuple[int, ...]) -> None
     typer.echo(f"{title:<48} {tops}  mean class acc {s.mean_class_accuracy:.2%}  loss {loss}  ({s.n} videos)")
 
 
+def _show(path: Path) -> str:
+    """``path`` relative to the working folder when it lies inside it (shorter, copy-pasteable output)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _print_rankings(s, names: list[str]) -> None:
     typer.echo("best classes:  " + ", ".join(f"{names[c.index]} {c.accuracy:.0%} ({c.support})" for c in s.best))
     typer.echo("worst classes: " + ", ".join(f"{names[c.index]} {c.accuracy:.0%} ({c.support})" for c in s.worst))
@@ -120,7 +128,7 @@ def test_command(
     written = write_report(out, results, k=max(ks), meta=meta, titles=titles)
     if not any(p.suffix == ".png" for p in written):
         typer.echo("note: confusion heatmap not drawn (matplotlib missing: pip install 'vidnet[plot]')")
-    typer.echo(f"saved {len(written)} files in {out}")
+    typer.echo(f"saved {len(written)} files in {_show(out)}")
 
 
 def _reader(source: Path):
@@ -224,4 +232,4 @@ def report(
         written = (out or run_dir) / "report.md"
         raise VidnetError(f"matplotlib is not installed, curves not drawn: {PLOT_HINT} "
                           f"(the summary was written to {written})") from None
-    typer.echo(f"wrote {png} and {md}")
+    typer.echo(f"wrote {_show(png)} and {_show(md)}")
