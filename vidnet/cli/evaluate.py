@@ -70,7 +70,8 @@ def test_command(
         help="Also score every frame alone and average their log-probabilities (default: on for single-frame "
              "2D models: trained on 1-frame clips, or tagged 2d / frame2d in the registry).")] = None,
     whole_video: Annotated[bool, typer.Option(
-        "--whole-video", help="Also classify each whole video in one forward pass (every --interval-th frame).")
+        "--whole-video", help="Also classify each whole video in one forward pass (at the checkpoint's "
+                              "validation frame interval).")
     ] = False,
 ) -> None:
     """Clip accuracy (one centre clip) and video accuracy (clips x crops views, softmax averaged)."""
