@@ -1,4 +1,5 @@
-"""``vidnet test``, ``vidnet predict`` and ``vidnet fuse``: evaluation, single-video prediction, model fusion."""
+"""``vidnet test``, ``predict``, ``fuse`` and ``report``: evaluation, single-video prediction, model fusion, and
+a training run's curves and summary."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import typer
 
 from vidnet.cli._app import app
 from vidnet.cli._progress import make_progress
-from vidnet.errors import UsageError
+from vidnet.errors import UsageError, VidnetError
 
 _NET = typer.Option("--network", help="Model name, for a bare state dict (weights trained elsewhere).")
 _LABELS = typer.Option("--labels", help="labels.json for a bare state dict (or to override the checkpoint's).")
@@ -31,7 +32,15 @@ def _ks(text: str) -> tuple[int, ...]:
 def _print_summary(title: str, s, names: list[str], ks: tuple[int, ...]) -> None:
     tops = "  ".join(f"top{k} {s.topk[k]:.2%}" for k in ks)
     loss = "n/a" if s.loss is None else f"{s.loss:.4f}"
-    typer.echo(f"{title:<38} {tops}  mean class acc {s.mean_class_accuracy:.2%}  loss {loss}  ({s.n} videos)")
+    typer.echo(f"{title:<48} {tops}  mean class acc {s.mean_class_accuracy:.2%}  loss {loss}  ({s.n} videos)")
+
+
+def _show(path: Path) -> str:
+    """``path`` relative to the working folder when it lies inside it (shorter, copy-pasteable output)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _print_rankings(s, names: list[str]) -> None:
@@ -56,37 +65,71 @@ def test_command(
     amp: Annotated[bool, typer.Option(help="bfloat16 autocast.")] = False,
     network: Annotated[str | None, _NET] = None,
     labels: Annotated[Path | None, _LABELS] = None,
+    per_frame: Annotated[bool | None, typer.Option(
+        "--per-frame/--no-per-frame",
+        help="Also score every frame alone and average their log-probabilities (default: on for single-frame "
+             "2D models: trained on 1-frame clips, or tagged 2d / frame2d in the registry).")] = None,
+    whole_video: Annotated[bool, typer.Option(
+        "--whole-video", help="Also classify each whole video in one forward pass (at the checkpoint's "
+                              "validation frame interval).")
+    ] = False,
 ) -> None:
     """Clip accuracy (one centre clip) and video accuracy (clips x crops views, softmax averaged)."""
     from vidnet.eval.metrics import summarize
-    from vidnet.eval.multiview import load_eval_model, make_dataset, predict_dataset
+    from vidnet.eval.multiview import (
+        is_single_frame,
+        load_eval_model,
+        make_dataset,
+        make_sequence_dataset,
+        predict_dataset,
+        predict_sequences,
+    )
     from vidnet.eval.report import write_report
 
     ks = _ks(top_k)
+    if crops not in (1, 3):
+        raise UsageError(f"--crops must be 1 or 3, got {crops}")
     em = load_eval_model(checkpoint, network=network, labels=labels)
     out = out or checkpoint.resolve().parent.parent / f"test-{split}"
-    protocols = {"clip": (1, 1), "video": (clips, crops)}
+    per_frame = is_single_frame(em) if per_frame is None else per_frame
+    titles = {"clip": "clip accuracy (1 centre clip)", "video": f"video accuracy ({clips} clips x {crops} crops)"}
+    if per_frame:
+        titles["frames"] = "per-frame average (every frame, mean log-prob)"
+    if whole_video:
+        titles["sequence"] = f"whole video (one pass, interval {em.interval})"
     results = {}
     t0 = time.perf_counter()
-    for name, (n, k) in protocols.items():
-        ds = make_dataset(dataset, split, em, clips=n, crops=k)
+    for name in titles:
+        if name in ("clip", "video"):
+            n, k = (1, 1) if name == "clip" else (clips, crops)
+            ds = make_dataset(dataset, split, em, clips=n, crops=k)
+            what = f"{n}x{k} views"
+        else:
+            ds = make_sequence_dataset(dataset, split, em, mode=name)
+            what = "every frame" if name == "frames" else "whole videos"
         with make_progress() as progress:
-            task = progress.add_task(f"{name} ({n}x{k} views)", total=len(ds), info="")
-            preds = predict_dataset(em, ds, batch_size=batch_size, workers=workers, device=device, amp=amp,
-                                    on_batch=lambda b, task=task: progress.advance(task, b))
+            task = progress.add_task(f"{name} ({what})", total=len(ds), info="")
+            advance = lambda b, task=task: progress.advance(task, b)  # noqa: E731
+            if name in ("clip", "video"):
+                preds = predict_dataset(em, ds, batch_size=batch_size, workers=workers, device=device, amp=amp,
+                                        on_batch=advance)
+            else:
+                preds = predict_sequences(em, ds, mode=name, batch_size=batch_size, workers=workers, device=device,
+                                          amp=amp, on_batch=advance)
         results[name] = (preds, summarize(preds.log_probs(), preds.labels, ks=ks))
     names = em.class_names
-    typer.echo(f"{em.network} on {dataset} [{split}], {em.clip_length} frames at {em.clip_size[0]}x{em.clip_size[1]}, "
+    frames = f"{em.clip_length} frame{'s' * (em.clip_length != 1)}"
+    typer.echo(f"{em.network} on {dataset} [{split}], {frames} at {em.clip_size[0]}x{em.clip_size[1]}, "
                f"interval {em.interval}")
-    _print_summary("clip accuracy (1 centre clip):", results["clip"][1], names, ks)
-    _print_summary(f"video accuracy ({clips} clips x {crops} crops):", results["video"][1], names, ks)
+    for name, title in titles.items():
+        _print_summary(f"{title}:", results[name][1], names, ks)
     _print_rankings(results["video"][1], names)
     meta = {"checkpoint": str(checkpoint), "network": em.network, "dataset": str(dataset), "split": split,
-            "clips": clips, "crops": crops, "seconds": round(time.perf_counter() - t0, 3)}
-    written = write_report(out, results, k=max(ks), meta=meta)
+            "clips": clips, "crops": crops, "protocols": list(titles), "seconds": round(time.perf_counter() - t0, 3)}
+    written = write_report(out, results, k=max(ks), meta=meta, titles=titles)
     if not any(p.suffix == ".png" for p in written):
         typer.echo("note: confusion heatmap not drawn (matplotlib missing: pip install 'vidnet[plot]')")
-    typer.echo(f"saved {len(written)} files in {out}")
+    typer.echo(f"saved {len(written)} files in {_show(out)}")
 
 
 def _reader(source: Path):
@@ -173,3 +216,21 @@ def fuse(
         write_report(out, {"fused": (fused, s)}, k=max(ks), meta={"inputs": [str(p) for p in predictions],
                                                                   "method": method, "weights": w})
         typer.echo(f"saved fused results in {out}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A training run folder (runs/<dataset>/<network>).")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: the run folder).")] = None,
+) -> None:
+    """Training curves (curves.png: loss, top-1, top-5, LR, clips/s, train vs val) and a report.md summary."""
+    from vidnet.eval.report import PLOT_HINT, PlotUnavailable
+    from vidnet.eval.run_report import report_run
+
+    try:
+        md, png = report_run(run_dir, out)
+    except PlotUnavailable:
+        written = (out or run_dir) / "report.md"
+        raise VidnetError(f"matplotlib is not installed, curves not drawn: {PLOT_HINT} "
+                          f"(the summary was written to {written})") from None
+    typer.echo(f"wrote {_show(png)} and {_show(md)}")

@@ -8,6 +8,13 @@ Two protocols, always reported side by side because they are routinely confused 
   ``K`` spatial crops (1: the validation transform; 3: the frame's shorter side resized to the clip size,
   then left/centre/right crops as PySlowFast's 3-crop testing), the softmax of every view averaged.
 
+Two more, for models that accept any clip length:
+
+* **per-frame** (single-frame 2D models): every frame of the video is classified on its own (a 1-frame clip)
+  and the frames' log-probabilities are averaged, as the course seed does (its sum of frame log-probabilities
+  ranks classes identically); on by default for models `is_single_frame` recognises;
+* **whole video**: every ``interval``-th frame of the video in one clip, one forward pass.
+
 Everything is deterministic: the samplers and transforms draw nothing, the model runs in eval mode, and the
 data are read in index order.
 """
@@ -18,7 +25,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -27,13 +34,16 @@ from torch.utils.data import DataLoader
 
 from vidnet.data.dataset import VideoClipDataset, normalize
 from vidnet.data.index import read_labels
-from vidnet.data.sampling import CentreClip, MultiClip
+from vidnet.data.sampling import CentreClip, MultiClip, WholeVideo
 from vidnet.data.transforms import ClipEval, EvalConfig
 from vidnet.errors import UsageError, VidnetError
 from vidnet.eval.metrics import log_softmax, softmax
 
-__all__ = ["EvalModel", "Predictions", "load_eval_model", "clip_transform", "view_transform", "make_dataset",
-           "predict_dataset", "predict_frames"]
+__all__ = ["EvalModel", "Predictions", "SequenceMode", "load_eval_model", "is_single_frame", "clip_transform",
+           "view_transform", "make_dataset", "make_sequence_dataset", "predict_dataset", "predict_sequences",
+           "predict_frames"]
+
+SequenceMode = Literal["frames", "sequence"]
 
 
 @dataclass
@@ -131,14 +141,32 @@ def load_eval_model(
     )
 
 
+def is_single_frame(em: EvalModel) -> bool:
+    """Whether ``em`` is a single-frame 2D model, whose video score is its per-frame average.
+
+    True when it was trained on 1-frame clips (``clip_length`` 1, as the quickstart's ``tiny_2d``), or when
+    the registry tags its network as 2D: depth tag ``2d`` (``tiny_2d``) or family ``frame2d``
+    (``frame_resnet*``, which classify every frame of a clip on its own).
+    """
+    if em.clip_length == 1:
+        return True
+    from vidnet.network import UnknownModelError, model_info
+
+    try:
+        info = model_info(em.network)
+    except UnknownModelError:
+        return False
+    return info.depth == "2d" or info.family == "frame2d"
+
+
 def clip_transform(em: EvalModel, *, hflip: bool = True) -> ClipEval | None:
     """The validation transform of training (None: the dataset's default preset, as the trainer used)."""
     if not em.augment:
         return None
     # The trainer's own choice of validation transform, so that clip accuracy is its validation number.
-    from vidnet.train.loop import _transforms
+    from vidnet.train.loop import augment_transforms
 
-    return _transforms(em.augment, em.clip_size, flip=hflip)[1]
+    return augment_transforms(em.augment, em.clip_size, flip=hflip)[1]
 
 
 def view_transform(em: EvalModel, crops: int, *, hflip: bool = True) -> ClipEval | None:
@@ -160,11 +188,35 @@ def make_dataset(root: str | os.PathLike, split: str | None, em: EvalModel, *, c
     transform = view_transform(em, crops, hflip=ds.hflip)
     if transform is not None:
         ds.transform = transform
+    _check_labels(root, ds, em)
+    return ds
+
+
+def make_sequence_dataset(root: str | os.PathLike, split: str | None, em: EvalModel, *,
+                          mode: SequenceMode) -> VideoClipDataset:
+    """Whole videos through the validation transform, one sample per video (lengths differ: batch size 1).
+
+    ``mode="frames"``: every frame (interval 1), for `predict_sequences`' per-frame averaging;
+    ``mode="sequence"``: every ``em.interval``-th frame, at least ``em.clip_length`` (a short video loops).
+    """
+    if mode not in ("frames", "sequence"):
+        raise UsageError(f"mode must be 'frames' or 'sequence', got {mode!r}")
+    frames = mode == "frames"
+    sampler = WholeVideo(interval=1 if frames else em.interval)
+    ds = VideoClipDataset(root, split, num_frames=1 if frames else em.clip_length, size=em.clip_size,
+                          sampler=sampler, return_meta=True)
+    transform = clip_transform(em, hflip=ds.hflip)
+    if transform is not None:
+        ds.transform = transform
+    _check_labels(root, ds, em)
+    return ds
+
+
+def _check_labels(root: str | os.PathLike, ds: VideoClipDataset, em: EvalModel) -> None:
     missing = sorted(set(ds.labels) ^ set(em.class_names))
     if missing or len(ds.labels) != len(em.class_names):
         raise VidnetError(f"{root}: its labels.json does not match the model's {len(em.class_names)} classes "
                           f"(differing: {', '.join(missing[:5])})")
-    return ds
 
 
 @dataclass
@@ -274,6 +326,49 @@ def predict_dataset(
             on_batch(b)
     return Predictions(video_ids=ids, labels=np.array(labels, dtype=np.int64), class_names=list(em.class_names),
                        logits=np.concatenate(logits).astype(np.float32), model=f"{em.network} {views} views")
+
+
+@torch.no_grad()
+def predict_sequences(
+    em: EvalModel,
+    dataset: VideoClipDataset,
+    *,
+    mode: SequenceMode,
+    batch_size: int = 8,
+    workers: int = 0,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    on_batch: Callable[[int], Any] | None = None,
+) -> Predictions:
+    """Video scores from whole videos (a `make_sequence_dataset`), one view per video.
+
+    ``mode="frames"``: each frame is a 1-frame clip (``batch_size`` frames per forward pass); the video's
+    logits are the mean of its frames' log-probabilities (softmax of them is the normalised geometric mean
+    of the frame probabilities). ``mode="sequence"``: the whole clip in one forward pass; its logits as is.
+    """
+    if mode not in ("frames", "sequence"):
+        raise UsageError(f"mode must be 'frames' or 'sequence', got {mode!r}")
+    device = torch.device(device)
+    em.model.to(device).eval()
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers)
+    ids: list[str] = []
+    labels: list[int] = []
+    logits: list[np.ndarray] = []
+    for batch in loader:
+        clip = batch["clip"]  # [1, C, T, H, W], T = the video's sampled length
+        if mode == "frames":
+            frames = clip[0].transpose(0, 1).unsqueeze(2)  # [T, C, 1, H, W]: every frame a clip of its own
+            out = torch.log_softmax(_forward(em, frames, device, batch_size, amp).double(), dim=1).mean(dim=0)
+        else:
+            out = _forward(em, clip, device, 1, amp)[0]
+        logits.append(out.float().numpy()[None])
+        ids += list(batch["video_id"])
+        labels += [int(v) for v in batch["label"]]
+        if on_batch is not None:
+            on_batch(1)
+    what = "per-frame average" if mode == "frames" else "whole video"
+    return Predictions(video_ids=ids, labels=np.array(labels, dtype=np.int64), class_names=list(em.class_names),
+                       logits=np.stack(logits).astype(np.float32), model=f"{em.network} {what}")
 
 
 @torch.no_grad()

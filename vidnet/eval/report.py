@@ -1,10 +1,11 @@
-"""Writing evaluation results: confusion matrix (.npy, .csv, optional PNG), predictions.csv, analysis JSON.
+"""Writing evaluation results: confusion matrix (.npy, .csv, optional PNG), predictions (.csv, .jsonl), JSON.
 
 Numbers in, files out: formatting for the console lives in the CLI.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -15,10 +16,34 @@ from typing import Any
 import numpy as np
 
 from vidnet._io import atomic_path, atomic_write_text
+from vidnet.errors import VidnetError
 from vidnet.eval.metrics import Summary, topk_indices
 from vidnet.eval.multiview import Predictions
 
-__all__ = ["summary_dict", "write_confusion", "write_predictions_csv", "write_heatmap", "write_report"]
+__all__ = ["summary_dict", "write_confusion", "write_predictions_csv", "write_predictions_jsonl", "write_heatmap",
+           "write_report", "PlotUnavailable", "import_pyplot"]
+
+PLOT_HINT = "pip install 'vidnet[plot]'"
+
+
+class PlotUnavailable(ImportError):
+    """matplotlib is not installed (the optional ``vidnet[plot]`` extra)."""
+
+
+def import_pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (files only, no display needed).
+
+    Raises:
+        PlotUnavailable: matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotUnavailable(f"matplotlib is not installed: {PLOT_HINT}") from None
+    return plt
 
 
 def summary_dict(s: Summary, class_names: list[str]) -> dict[str, Any]:
@@ -69,31 +94,58 @@ def write_predictions_csv(preds: Predictions, log_probs: np.ndarray, path: str |
     return path
 
 
-def write_heatmap(cm: np.ndarray, class_names: list[str], path: str | os.PathLike) -> Path | None:
-    """Row-normalised confusion heatmap as PNG; None when matplotlib is not installed (``vidnet[plot]``).
+def write_predictions_jsonl(preds: Predictions, log_probs: np.ndarray, path: str | os.PathLike, *,
+                            k: int = 5) -> Path:
+    """One JSON object per line and video: ``video_id``, ``label`` (None when unknown), ``top`` (``k`` pairs of
+    ``label`` and probability ``score``, best first, full precision)."""
+    k = min(k, log_probs.shape[1])
+    top = topk_indices(log_probs, k)
+    names = preds.class_names
+    lines = []
+    for vid, y, row, lp in zip(preds.video_ids, preds.labels, top, log_probs, strict=True):
+        lines.append(json.dumps({"video_id": vid, "label": names[y] if y >= 0 else None,
+                                 "top": [{"label": names[c], "score": float(np.exp(lp[c]))} for c in row]}))
+    path = Path(path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
 
-    The figure grows with the number of classes (0.12 inch per class, labels in 4-point type beyond 30
-    classes) so that 101 classes stay readable.
+
+#: Heatmap geometry: inches per class and the largest tick-label size, in points.
+_CELL_IN, _MAX_LABEL_PT = 0.14, 9.0
+
+
+def write_heatmap(cm: np.ndarray, class_names: list[str], path: str | os.PathLike, *, title: str = "") -> Path:
+    """Row-normalised confusion heatmap as PNG.
+
+    Readable for 101 classes: the figure grows with the number of classes (0.14 inch per class, about 2.4k
+    pixels square at 101) and every class keeps its tick label, sized to its cell (at most 9 pt, about 6.9 pt
+    at 0.14 inch) with the predicted-class labels rotated 90 degrees; margins grow with the longest name.
+
+    Raises:
+        PlotUnavailable: matplotlib is not installed (``vidnet[plot]``).
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    plt = import_pyplot()
     n = len(class_names)
-    side = max(4.0, 0.12 * n + 2)
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, np.maximum(rows, 1))
-    fig, ax = plt.subplots(figsize=(side, side), dpi=150)
-    ax.imshow(norm, cmap="viridis", vmin=0, vmax=1)
-    size = 4 if n > 30 else 8
-    ax.set_xticks(range(n), class_names, rotation=90, fontsize=size)
-    ax.set_yticks(range(n), class_names, fontsize=size)
+    cm = np.asarray(cm)
+    if cm.shape != (n, n):
+        raise VidnetError(f"confusion matrix of shape {cm.shape} for {n} class names")
+    font = min(_MAX_LABEL_PT, _CELL_IN * 72 * 0.68)
+    margin = 0.6 + max((len(c) for c in class_names), default=1) * font * 0.6 / 72  # label width, inches
+    grid = max(3.0, _CELL_IN * n)
+    fig = plt.figure(figsize=(grid + margin + 1.4, grid + margin + 0.6), dpi=150)
+    # Fixed axes in inches (not tight_layout), so the label margins are exactly what the names need.
+    w, h = fig.get_size_inches()
+    ax = fig.add_axes((margin / w, margin / h, grid / w, grid / h))
+    image = ax.imshow(cm / np.maximum(cm.sum(axis=1, keepdims=True), 1), cmap="viridis", vmin=0, vmax=1,
+                      interpolation="nearest")
+    ax.set_xticks(range(n), class_names, rotation=90, fontsize=font)
+    ax.set_yticks(range(n), class_names, fontsize=font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    fig.tight_layout()
+    if title:
+        ax.set_title(title, fontsize=10)
+    cax = fig.add_axes(((margin + grid + 0.2) / w, margin / h, 0.2 / w, grid / h))
+    fig.colorbar(image, cax=cax, label="fraction of the true class")
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -102,26 +154,28 @@ def write_heatmap(cm: np.ndarray, class_names: list[str], path: str | os.PathLik
 
 
 def write_report(out: str | os.PathLike, results: dict[str, tuple[Predictions, Summary]], *, k: int = 5,
-                 meta: dict[str, Any] | None = None) -> list[Path]:
-    """All files of ``vidnet test`` for each protocol (``clip``, ``video``) in ``out``.
+                 meta: dict[str, Any] | None = None, titles: dict[str, str] | None = None) -> list[Path]:
+    """All files of ``vidnet test`` for each protocol (``clip``, ``video``, ``frames``, ``sequence``) in ``out``.
 
-    Per protocol ``p``: ``p_confusion.npy/.csv``, ``p_predictions.csv``, ``p_logits.npz``; plus
-    ``summary.json`` (every protocol's metrics and rankings, and ``meta``) and, when matplotlib is installed,
-    ``<last protocol>_confusion.png``. Returns the paths written.
+    Per protocol ``p``: ``p_confusion.npy/.csv``, ``p_predictions.csv``, ``p_predictions.jsonl``,
+    ``p_logits.npz`` and, when matplotlib is installed, ``p_confusion.png``; plus ``summary.json`` (``meta``,
+    then each protocol's title, metrics and rankings). Returns the paths written.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    titles = titles or {}
     written: list[Path] = []
     summary: dict[str, Any] = dict(meta or {})
     for name, (preds, s) in results.items():
+        lp = preds.log_probs()
         written += write_confusion(s.confusion, preds.class_names, out / f"{name}_confusion")
-        written.append(write_predictions_csv(preds, preds.log_probs(), out / f"{name}_predictions.csv", k=k))
+        written.append(write_predictions_csv(preds, lp, out / f"{name}_predictions.csv", k=k))
+        written.append(write_predictions_jsonl(preds, lp, out / f"{name}_predictions.jsonl", k=k))
         written.append(preds.save(out / f"{name}_logits.npz"))
-        summary[name] = summary_dict(s, preds.class_names)
-    last = list(results)[-1]
-    png = write_heatmap(results[last][1].confusion, results[last][0].class_names, out / f"{last}_confusion.png")
-    if png is not None:
-        written.append(png)
+        summary[name] = {"protocol": titles.get(name, name), **summary_dict(s, preds.class_names)}
+        with contextlib.suppress(PlotUnavailable):
+            written.append(write_heatmap(s.confusion, preds.class_names, out / f"{name}_confusion.png",
+                                         title=f"{preds.model}: {titles.get(name, name)}"))
     path = out / "summary.json"
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
     written.append(path)

@@ -34,7 +34,7 @@ from vidnet.train.hooks import ConsoleSink, CSVSink, Sinks, TensorBoardSink
 from vidnet.train.multigrid import MultigridBatchSampler
 from vidnet.train.schedules import MultigridSchedule, lr_at
 
-__all__ = ["train", "TrainResult", "build_optimizer", "run_folder", "evaluate", "MEAN", "STD"]
+__all__ = ["train", "TrainResult", "build_optimizer", "run_folder", "evaluate", "augment_transforms", "MEAN", "STD"]
 
 log = get_logger(__name__)
 
@@ -450,14 +450,16 @@ def _datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
         val_set = VideoClipDataset(d.dataset, d.val_split, sampler=CentreClip(interval=d.val_frame_interval),
                                    **common)
     if d.augment:
-        train_set.transform, val = _transforms(d.augment, d.clip_size, flip=train_set.hflip)
+        train_set.transform, val = augment_transforms(d.augment, d.clip_size, flip=train_set.hflip)
         if val_set is not None:
             val_set.transform = val
     return train_set, val_set
 
 
-def _transforms(augment: str, size: tuple[int, int], *, flip: bool) -> tuple[Any, Any]:
+def augment_transforms(augment: str, size: tuple[int, int], *, flip: bool) -> tuple[Any, Any]:
     """Training and validation transforms of ``--augment`` at ``size``.
+
+    Public because evaluation must rebuild exactly the validation transform a run was trained with.
 
     ``light``: a random-resized crop of 60-100 % of the frame (aspect 1-1.6), flips where the dataset allows,
     no photometric changes; validation resizes the whole frame. For small or synthetic datasets whose action
