@@ -29,6 +29,8 @@ from vidnet.errors import UsageError
 
 __all__ = [
     "PrunableChain",
+    "apply_channel_spec",
+    "channel_spec",
     "distillation_loss",
     "find_prunable_chains",
     "magnitude_prune",
@@ -42,6 +44,7 @@ __all__ = [
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_ANY_NORM = nn.modules.batchnorm._BatchNorm  # SyncBatchNorm too (training runs on several GPUs convert to it)
 # Modules and functions that act on each channel independently and hold no per-channel state.
 _PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU, nn.ELU,
                  nn.Sigmoid, nn.Tanh, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
@@ -356,6 +359,8 @@ def distillation_loss(
     labels: torch.Tensor,
     alpha: float = 0.5,
     temperature: float = 4.0,
+    *,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Knowledge-distillation loss (Hinton et al., "Distilling the Knowledge in a Neural Network", arXiv 1503.02531).
 
@@ -369,6 +374,7 @@ def distillation_loss(
         labels: ``[N]`` class indices.
         alpha: weight of the soft (teacher) term, in [0, 1].
         temperature: softmax temperature, > 0.
+        label_smoothing: label smoothing of the hard (cross-entropy) term.
     """
     if not 0.0 <= alpha <= 1.0:
         raise UsageError(f"distillation alpha must be in [0, 1], got {alpha}")
@@ -380,8 +386,51 @@ def distillation_loss(
     t = temperature
     soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits.detach() / t, dim=1),
                     reduction="batchmean", log_target=True) * (t * t)
-    hard = F.cross_entropy(student_logits, labels)
+    hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
     return alpha * soft + (1.0 - alpha) * hard
+
+
+def channel_spec(model: nn.Module) -> dict[str, list[int]]:
+    """The channel counts of every convolution (``[in, out, groups]``) and batch norm (``[features]``).
+
+    This is what distinguishes a structurally pruned model from its registry build (pruning changes nothing
+    else), so a checkpoint that carries it next to the network name can be rebuilt with
+    :func:`apply_channel_spec` and then loaded strictly.
+    """
+    spec: dict[str, list[int]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, _CONV):
+            spec[name] = [m.in_channels, m.out_channels, m.groups]
+        elif isinstance(m, _ANY_NORM):
+            spec[name] = [m.num_features]
+    return spec
+
+
+def apply_channel_spec(model: nn.Module, spec: dict[str, list[int]]) -> nn.Module:
+    """Resize ``model``'s convolutions and batch norms to the counts of :func:`channel_spec`, in place.
+
+    Resized layers are freshly initialised (load the pruned weights afterwards); layers whose counts already
+    match are left alone, so a spec of an unpruned model is a no-op.
+
+    Raises:
+        UsageError: the spec names a layer the model lacks or of another kind (a spec of another network).
+    """
+    for name, counts in spec.items():
+        try:
+            old = model.get_submodule(name)
+        except AttributeError:
+            raise UsageError(f"architecture names layer {name!r}, which {type(model).__name__} lacks") from None
+        if isinstance(old, _CONV) and len(counts) == 3:
+            if [old.in_channels, old.out_channels, old.groups] != list(counts):
+                _replace(model, name, _conv_like(old, counts[0], counts[1], counts[2]))
+        elif isinstance(old, _ANY_NORM) and len(counts) == 1:
+            if old.num_features != counts[0]:
+                new = type(old)(counts[0], eps=old.eps, momentum=old.momentum, affine=old.affine,
+                                track_running_stats=old.track_running_stats)
+                _replace(model, name, new)
+        else:
+            raise UsageError(f"architecture entry {name!r} {counts} does not fit its {type(old).__name__}")
+    return model
 
 
 
