@@ -594,7 +594,8 @@ def _load_teacher(cfg: TrainConfig, labels: dict[str, int], num_classes: int, de
     if not path.is_file():
         raise UsageError(f"--teacher {path}: checkpoint not found")
     try:
-        teacher, name, meta = load_model_with_meta(path, network=cfg.distill.teacher_network)
+        with torch.random.fork_rng(devices=[]):  # the teacher's throw-away initialisation must not move the RNG
+            teacher, name, meta = load_model_with_meta(path, network=cfg.distill.teacher_network)
     except UsageError as err:
         raise UsageError(f"--teacher: {err}") from None
     t_labels = meta.get("labels")
