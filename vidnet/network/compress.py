@@ -488,13 +488,16 @@ def compare_variants(
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((1, 3, *clip), generator=g)
     models = {name: model.cpu().eval() for name, (model, _) in variants.items()}
-    # Timed round-robin (one pass of each variant per round) after a warm-up of each, so that load changes
-    # on a shared machine and one-off kernel setup hit every variant alike instead of whichever runs first.
+    # Timed round-robin (one pass of each variant per round, alternating direction) after a warm-up of each, so
+    # that load changes on a shared machine and one-off kernel setup hit every variant alike.
     for model in models.values():
         measure_latency(model, x, repeats=1, warmup=warmup)
     samples: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(repeats):
-        for name, model in models.items():
+    order = list(models.items())
+    for i in range(repeats):
+        # Alternate the order of the rounds: the first pass after the Python bookkeeping between rounds ran
+        # measurably slower on a shared machine (the base looked 1.5x slower than it was, always first).
+        for name, model in order if i % 2 == 0 else order[::-1]:
             samples[name].append(measure_latency(model, x, repeats=1, warmup=0).median_ms)
     rows: list[VariantRow] = []
     reference = None
