@@ -21,3 +21,17 @@ class StoreError(VidnetError):
 
 class CorruptFrameError(StoreError):
     """A stored frame does not decode."""
+
+
+class ClipError(VidnetError):
+    """A clip cannot be produced from a video (missing or unreadable store, corrupt frame, too few frames).
+
+    Attributes:
+        video: the video's store folder relative to the dataset root (``<label>/<video_id>``).
+        reason: the short category (``missing``, ``unreadable``, ``corrupt``, ``short``), for summaries.
+    """
+
+    def __init__(self, message: str, *, video: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.video = video
+        self.reason = reason

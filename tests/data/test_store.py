@@ -138,3 +138,29 @@ def test_reduced_scale_decode():
     frame = _frames(1, h=96, w=128)[0]
     small = decode_jpeg(encode_jpeg(frame), min_height=40, min_width=60)
     assert small.shape == (48, 64, 3)
+
+
+def test_clip_reader_one_statement_and_foreign_fallback(tmp_path):
+    from vidnet.data.store import ClipReader, jpeg_size
+
+    frames = _frames()
+    folder = _vidnet_store(tmp_path, frames)
+    reader = ClipReader(folder / "frames.db")
+    statements: list[str] = []
+    reader._con.set_trace_callback(statements.append)
+    idx = [3, 0, 3, 11]
+    with FrameStore(folder) as store:
+        assert reader.get_bytes(idx) == store.get_bytes(idx)
+        assert np.array_equal(reader.get_frames(idx, min_size=(6, 8)), store.get_frames(idx, min_size=(6, 8)))
+    assert len(statements) == 2 and reader.n_frames == len(reader) == 12  # one statement per read, count included
+    assert jpeg_size(reader.get_bytes([0])[0]) == frames.shape[1:3]
+    with pytest.raises(IndexError):
+        reader.get_bytes([12])
+    # A dataset2database store (no meta, shuffled rows): the first read falls back to FrameStore's mapping.
+    _d2d_store(tmp_path / "d2d", frames, "v")
+    foreign = ClipReader(tmp_path / "d2d" / "frames.db")
+    assert [_index_of(f) for f in foreign.get_frames([5, 2, 2])] == [5, 2, 2] and len(foreign) == 12
+    garbage = tmp_path / "bad.db"
+    garbage.write_bytes(b"not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a readable"):
+        ClipReader(garbage).get_bytes([0])

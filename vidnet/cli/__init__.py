@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 # Command groups register themselves on import: one line per module in the block below.
+from vidnet.cli import bench as _bench  # noqa: F401
 from vidnet.cli import data as _data  # noqa: F401
 from vidnet.cli import efficiency as _efficiency  # noqa: F401
+from vidnet.cli import evaluate as _evaluate  # noqa: F401
 from vidnet.cli import models as _models  # noqa: F401
 from vidnet.cli import prepare as _prepare  # noqa: F401
+from vidnet.cli import train as _train  # noqa: F401
 from vidnet.cli._app import app
 
 __all__ = ["app", "main"]

@@ -208,8 +208,9 @@ def info(
 def quickstart(
     workdir: Annotated[Path, typer.Option("--dir", help="Working folder.")] = Path("vidnet-quickstart"),
     workers: Annotated[int, typer.Option(help="Processes (0 = all cores).")] = 0,
+    epochs: Annotated[int, typer.Option(help="Training epochs of each model (0 skips training).")] = 16,
 ) -> None:
-    """The main job on the embedded sample dataset: generate it, convert it, describe it, read clips."""
+    """The main job on the embedded sample dataset: generate, convert, describe, read clips, train, evaluate."""
     import numpy as np
 
     from vidnet.data.index import read_index
@@ -237,4 +238,9 @@ def quickstart(
             ms = (time.perf_counter() - t) * 1e3
         console.print(f"{row.label:>11s}/{row.id}: {len(store)} frames -> clip {tuple(clip.shape)} uint8 RGB "
                       f"(frames {idx[0]}..{idx[-1]}) in {ms:.1f} ms, one SQL query")
+    if epochs > 0:
+        from vidnet.cli.train import quickstart_training
+
+        console.rule("5. train and validate")
+        quickstart_training(frames, workdir / "runs", epochs=epochs)
     console.print(f"[green]quickstart done[/green] in {time.perf_counter() - t0:.1f} s; data in {workdir}/")

@@ -662,6 +662,11 @@ def convert_dataset(
     summary.rows = rows
     write_index(dst / "index.csv", rows)
     write_labels(dst / "labels.json", _label_ids(src, opts, jobs))
+    # `vidnet prepare`'s dataset.json (augmentation preset, hflip) travels with the index it wrote.
+    index_path = opts.index or (src / "index.csv" if (src / "index.csv").is_file() else None)
+    preset = index_path.parent / "dataset.json" if index_path is not None else None
+    if preset is not None and preset.is_file() and preset.resolve() != (dst / "dataset.json").resolve():
+        atomic_write_text(dst / "dataset.json", preset.read_text(encoding="utf-8"))
     _write_problems(dst / ERRORS_NAME, summary.problems)
     return summary
 

@@ -49,7 +49,10 @@ __all__ = [
     "StoreMeta",
     "FrameStore",
     "StoreWriter",
+    "ClipReader",
+    "decode_frames",
     "decode_jpeg",
+    "jpeg_size",
     "encode_jpeg",
     "is_complete_store",
     "read_n_frames_file",
@@ -309,21 +312,7 @@ class FrameStore:
             CorruptFrameError: a blob does not decode as JPEG (the message names the store and frame).
         """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        blobs = self.get_bytes(idx)
-        mh, mw = min_size or (0, 0)
-        decoded: dict[int, np.ndarray] = {}
-        out = []
-        for i, blob in zip(idx.tolist(), blobs, strict=True):
-            if i not in decoded:
-                try:
-                    decoded[i] = decode_jpeg(blob, min_height=mh, min_width=mw)
-                except (ValueError, RuntimeError) as err:
-                    raise CorruptFrameError(f"{self.path}: frame {i} does not decode ({err})") from None
-            out.append(decoded[i])
-        shapes = {a.shape for a in out}
-        if len(shapes) > 1:
-            raise CorruptFrameError(f"{self.path}: frames of different sizes {sorted(shapes)}")
-        return np.stack(out) if out else np.empty((0, 0, 0, 3), np.uint8)
+        return decode_frames(self.path, idx, self.get_bytes(idx), min_size)
 
     def verify(self) -> list[str]:
         """Decode every frame; return a list of problems (empty when the store is sound)."""
@@ -343,6 +332,126 @@ class FrameStore:
         if self.is_vidnet and shape is not None and (shape[0], shape[1]) != (self.meta.height, self.meta.width):
             problems.append(f"meta says {self.meta.height}x{self.meta.width}, frames are {shape[0]}x{shape[1]}")
         return problems
+
+
+def decode_frames(path: Path, idx: np.ndarray, blobs: Sequence[bytes], min_size: tuple[int, int] | None
+                   ) -> np.ndarray:
+    """Decode ``blobs`` (the JPEG bytes of frames ``idx`` of the store at ``path``) to RGB ``[N, H, W, 3]``.
+
+    Each distinct frame is decoded once and repeated indices are copies; ``min_size`` allows a reduced-scale
+    decode (see `decode_jpeg`). Frames of different sizes are an error (`CorruptFrameError`).
+    """
+    mh, mw = min_size or (0, 0)
+    decoded: dict[int, np.ndarray] = {}
+    out = []
+    for i, blob in zip(idx.tolist(), blobs, strict=True):
+        if i not in decoded:
+            try:
+                decoded[i] = decode_jpeg(blob, min_height=mh, min_width=mw)
+            except (ValueError, RuntimeError) as err:
+                raise CorruptFrameError(f"{path}: frame {i} does not decode ({err})") from None
+        out.append(decoded[i])
+    shapes = {a.shape for a in out}
+    if len(shapes) > 1:
+        raise CorruptFrameError(f"{path}: frames of different sizes {sorted(shapes)}")
+    return np.stack(out) if out else np.empty((0, 0, 0, 3), np.uint8)
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """(height, width) from a JPEG header, without decoding (a few microseconds)."""
+    try:
+        h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+    except (ValueError, RuntimeError) as err:
+        raise CorruptFrameError(f"not a JPEG header ({err})") from None
+    return int(h), int(w)
+
+
+class ClipReader:
+    """The training read path of one ``frames.db``: nothing is queried when it is opened, and each read is
+    one SQL statement that also returns the store's frame count.
+
+    Opening a `FrameStore` costs three statements (schema, ``meta``, then the frames), a few hundred
+    microseconds: as much as decoding a short clip of small frames, paid on every clip when a dataset has
+    more videos than a worker keeps open. For vidnet stores (row id == frame number) ``ClipReader`` asks for
+    the frames together with ``meta.n_frames`` in one statement; a store without ``meta`` (written by
+    dataset2database) is detected by that statement failing and read through a `FrameStore` from then on.
+
+    Args:
+        path: the ``frames.db`` file (absolute paths skip a ``resolve``).
+
+    Raises (from the reads, since opening touches nothing):
+        StoreError: the file is not a readable store, a frame is missing.
+        CorruptFrameError: a frame does not decode.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro&immutable=1"
+        self._con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._foreign: FrameStore | None = None
+        self.n_frames: int | None = None
+        """Frames in the store, known after the first read."""
+
+    def close(self) -> None:
+        """Close the connection."""
+        (self._foreign or self._con).close()
+
+    def __len__(self) -> int:
+        if self.n_frames is None:
+            try:
+                (n,) = self._con.execute("SELECT value FROM meta WHERE key = 'n_frames'").fetchone()
+                self.n_frames = int(n)
+            except (sqlite3.DatabaseError, TypeError, ValueError):
+                self._fall_back()
+                self.n_frames = len(self._foreign)  # type: ignore[arg-type]
+        return self.n_frames
+
+    def _fall_back(self) -> FrameStore:
+        if self._foreign is None:
+            self._con.close()
+            self._foreign = FrameStore(self.path)
+            self.n_frames = len(self._foreign)
+        return self._foreign
+
+    def get_bytes(self, indices: Sequence[int] | np.ndarray) -> list[bytes]:
+        """JPEG bytes of the frames at 0-based ``indices`` in the requested order (one SQL statement)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if self._foreign is not None:
+            return self._foreign.get_bytes(idx)
+        if idx.size == 0:
+            return []
+        unique = np.unique(idx)
+        if unique[0] < 0:
+            raise IndexError(f"{self.path}: frame index {int(unique[0])} is negative")
+        rowids = (unique + 1).tolist()
+        if len(rowids) <= _MAX_BOUND_PARAMS:
+            where, params = f"IN ({','.join('?' * len(rowids))})", rowids
+        else:
+            where, params = "IN (SELECT value FROM json_each(?))", [json.dumps(rowids)]
+        sql = f"SELECT rowid, frames, (SELECT value FROM meta WHERE key = 'n_frames') FROM Images WHERE rowid {where}"
+        try:
+            rows = self._con.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as err:
+            if "no such table: meta" in str(err):
+                return self._fall_back().get_bytes(idx)
+            raise StoreError(f"{self.path}: not a readable frame store ({err})") from None
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: not a readable SQLite store ({err})") from None
+        if rows and self.n_frames is None:
+            self.n_frames = int(rows[0][2])
+        if self.n_frames is not None and unique[-1] >= self.n_frames:
+            raise IndexError(f"{self.path}: frame index {int(unique[-1])} out of range for {self.n_frames} frames")
+        found = {r[0]: r[1] for r in rows}
+        try:
+            return [found[i + 1] for i in idx.tolist()]
+        except KeyError as err:
+            raise StoreError(f"{self.path}: frame {err.args[0] - 1} is missing from the store") from None
+
+    def get_frames(self, indices: Sequence[int] | np.ndarray, *, min_size: tuple[int, int] | None = None
+                   ) -> np.ndarray:
+        """Decoded RGB frames, as `FrameStore.get_frames`."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return decode_frames(self.path, idx, self.get_bytes(idx), min_size)
 
 
 class StoreWriter:

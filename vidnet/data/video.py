@@ -7,7 +7,7 @@ what lets conversion keep the frames that decode from a file that breaks half-wa
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,15 @@ import numpy as np
 
 from vidnet.errors import VidnetError
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "VideoDecodeError", "probe_video", "iter_video_frames", "frame_to_rgb"]
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "VideoInfo",
+    "VideoDecodeError",
+    "probe_video",
+    "iter_video_frames",
+    "frame_to_rgb",
+    "read_video_frames",
+]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".wmv", ".flv", ".m4v")
 
@@ -219,5 +227,66 @@ def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, thre
                 next_t += step
         if errors:
             raise VideoDecodeError(f"{path}: decoding stopped after {n} frames ({errors[0]})", n)
+    finally:
+        container.close()
+
+
+def read_video_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Decode the frames at 0-based ``indices`` (display order) of a video file, frame-accurately.
+
+    The container is opened, seeked once to the key frame at or before the first wanted frame, and decoded
+    forward to the last one; a frame's number is its presentation time times the frame rate (constant frame
+    rate assumed, as for the H.264 files `vidnet benchmark-io` writes), so the result does not depend on
+    where the seek landed. Only wanted frames are converted to RGB. Duplicates are allowed.
+
+    Args:
+        path: the video file.
+        indices: 0-based frame numbers, in any order.
+
+    Returns:
+        RGB uint8 ``[len(indices), H, W, 3]`` in the requested order.
+
+    Raises:
+        VideoDecodeError: the file cannot be opened or decoded, or a wanted frame is past its end.
+    """
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    wanted = sorted(set(idx.tolist()))
+    if not wanted:
+        return np.empty((0, 0, 0, 3), np.uint8)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_count = 1  # one core per DataLoader worker, as the JPEG decoder uses
+        rate = float(stream.average_rate or stream.guessed_rate or 0.0)
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+        if not rate or not time_base:
+            raise VideoDecodeError(f"{path}: no frame rate or time base: frame-accurate seeking is impossible")
+        start = stream.start_time or 0
+        found: dict[int, np.ndarray] = {}
+
+        def decode_from(first: int) -> None:
+            if first > 0:
+                container.seek(start + int(first / rate / time_base), stream=stream, backward=True, any_frame=False)
+            todo = [i for i in wanted if i not in found]
+            for frame in container.decode(stream):
+                number = round((frame.pts - start) * time_base * rate) if frame.pts is not None else -1
+                if number > todo[0] and not found and first > 0:
+                    break  # the seek landed after the first wanted frame: the caller decodes from the start
+                if number in todo:
+                    found[number] = frame_to_rgb(frame)
+                    if len(found) == len(wanted):
+                        return
+
+        try:
+            decode_from(wanted[0])
+            if not found and wanted[0] > 0:
+                container.seek(0, stream=stream, backward=True, any_frame=False)
+                decode_from(0)
+        except (av.FFmpegError, ValueError, RuntimeError) as err:
+            raise VideoDecodeError(f"{path}: decoding failed ({_reason(err)})", len(found)) from None
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise VideoDecodeError(f"{path}: frame {missing[0]} not found (past the end?)", len(found))
+        return np.stack([found[i] for i in idx.tolist()])
     finally:
         container.close()

@@ -1,0 +1,26 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A converted dataset: 2 classes x 3 videos of 8-12 frames at 64x48 (index.csv, labels.json, stores).
+
+    Built once per session from the embedded sample generator and ``convert_dataset``; treat it as
+    read-only (copy it with ``shutil.copytree`` before damaging it).
+    """
+    from vidnet.data.ingest import ConvertOptions, convert_dataset
+    from vidnet.data.sample import SampleOptions, make_sample_dataset
+
+    base = tmp_path_factory.mktemp("tiny_dataset")
+    videos, frames = base / "videos", base / "frames"
+    make_sample_dataset(videos, SampleOptions(classes=2, videos_per_class=3, min_frames=8, max_frames=12,
+                                              width=64, height=48, workers=1))
+    summary = convert_dataset(videos, frames, ConvertOptions(workers=1))
+    assert summary.failed == 0, summary.problems
+    return frames

@@ -1,0 +1,175 @@
+"""``vidnet test``, ``vidnet predict`` and ``vidnet fuse``: evaluation, single-video prediction, model fusion."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from vidnet.cli._app import app
+from vidnet.cli._progress import make_progress
+from vidnet.errors import UsageError
+
+_NET = typer.Option("--network", help="Model name, for a bare state dict (weights trained elsewhere).")
+_LABELS = typer.Option("--labels", help="labels.json for a bare state dict (or to override the checkpoint's).")
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError:
+        raise UsageError(f"--top-k: expected numbers like 1,5,10, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise UsageError(f"--top-k: expected positive numbers like 1,5,10, got {text!r}")
+    return ks
+
+
+def _print_summary(title: str, s, names: list[str], ks: tuple[int, ...]) -> None:
+    tops = "  ".join(f"top{k} {s.topk[k]:.2%}" for k in ks)
+    loss = "n/a" if s.loss is None else f"{s.loss:.4f}"
+    typer.echo(f"{title:<38} {tops}  mean class acc {s.mean_class_accuracy:.2%}  loss {loss}  ({s.n} videos)")
+
+
+def _print_rankings(s, names: list[str]) -> None:
+    typer.echo("best classes:  " + ", ".join(f"{names[c.index]} {c.accuracy:.0%} ({c.support})" for c in s.best))
+    typer.echo("worst classes: " + ", ".join(f"{names[c.index]} {c.accuracy:.0%} ({c.support})" for c in s.worst))
+    pairs = ", ".join(f"{names[p.true]} -> {names[p.predicted]} x{p.count}" for p in s.confused) or "none"
+    typer.echo(f"most confused: {pairs}")
+
+
+@app.command("test")
+def test_command(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint (.pth) or bare state dict.")],
+    dataset: Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder written by vidnet convert.")],
+    split: Annotated[str, typer.Option(help="Split of index.csv to evaluate.")] = "val",
+    clips: Annotated[int, typer.Option(help="Temporal clips per video for video accuracy.", min=1)] = 10,
+    crops: Annotated[int, typer.Option(help="Spatial crops per clip for video accuracy: 1 or 3.")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Clips per forward pass.", min=1)] = 16,
+    top_k: Annotated[str, typer.Option("--top-k", help="Top-k accuracies to report.")] = "1,5,10",
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <checkpoint dir>/../test-<split>).")] = None,
+    workers: Annotated[int, typer.Option(help="DataLoader workers.", min=0)] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    amp: Annotated[bool, typer.Option(help="bfloat16 autocast.")] = False,
+    network: Annotated[str | None, _NET] = None,
+    labels: Annotated[Path | None, _LABELS] = None,
+) -> None:
+    """Clip accuracy (one centre clip) and video accuracy (clips x crops views, softmax averaged)."""
+    from vidnet.eval.metrics import summarize
+    from vidnet.eval.multiview import load_eval_model, make_dataset, predict_dataset
+    from vidnet.eval.report import write_report
+
+    ks = _ks(top_k)
+    em = load_eval_model(checkpoint, network=network, labels=labels)
+    out = out or checkpoint.resolve().parent.parent / f"test-{split}"
+    protocols = {"clip": (1, 1), "video": (clips, crops)}
+    results = {}
+    t0 = time.perf_counter()
+    for name, (n, k) in protocols.items():
+        ds = make_dataset(dataset, split, em, clips=n, crops=k)
+        with make_progress() as progress:
+            task = progress.add_task(f"{name} ({n}x{k} views)", total=len(ds), info="")
+            preds = predict_dataset(em, ds, batch_size=batch_size, workers=workers, device=device, amp=amp,
+                                    on_batch=lambda b, task=task: progress.advance(task, b))
+        results[name] = (preds, summarize(preds.log_probs(), preds.labels, ks=ks))
+    names = em.class_names
+    typer.echo(f"{em.network} on {dataset} [{split}], {em.clip_length} frames at {em.clip_size[0]}x{em.clip_size[1]}, "
+               f"interval {em.interval}")
+    _print_summary("clip accuracy (1 centre clip):", results["clip"][1], names, ks)
+    _print_summary(f"video accuracy ({clips} clips x {crops} crops):", results["video"][1], names, ks)
+    _print_rankings(results["video"][1], names)
+    meta = {"checkpoint": str(checkpoint), "network": em.network, "dataset": str(dataset), "split": split,
+            "clips": clips, "crops": crops, "seconds": round(time.perf_counter() - t0, 3)}
+    written = write_report(out, results, k=max(ks), meta=meta)
+    if not any(p.suffix == ".png" for p in written):
+        typer.echo("note: confusion heatmap not drawn (matplotlib missing: pip install 'vidnet[plot]')")
+    typer.echo(f"saved {len(written)} files in {out}")
+
+
+def _reader(source: Path):
+    """``(n_frames, read(indices))`` of a frames.db (or its folder) or a video file."""
+    from vidnet.data.store import STORE_NAME, FrameStore
+
+    if source.is_dir() or source.name == STORE_NAME or source.suffix == ".db":
+        store = FrameStore(source)
+        return len(store), store.get_frames
+    from vidnet.data.video import iter_video_frames
+
+    if not source.is_file():
+        raise UsageError(f"{source}: no such video file or frame store")
+    # The decoder is the truth about the frame count; the frames of a clip to classify fit in memory.
+    frames = np.stack(list(iter_video_frames(source)))
+    return len(frames), lambda idx: frames[np.asarray(idx)]
+
+
+@app.command()
+def predict(
+    source: Annotated[Path, typer.Argument(help="A video file (any format PyAV reads) or a frames.db.")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint (.pth) or bare state dict.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels to show.", min=1)] = 5,
+    clips: Annotated[int, typer.Option(help="Temporal clips (1 = the centre clip).", min=1)] = 10,
+    crops: Annotated[int, typer.Option(help="Spatial crops: 1 or 3.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    network: Annotated[str | None, _NET] = None,
+    labels: Annotated[Path | None, _LABELS] = None,
+) -> None:
+    """Classify one video with a checkpoint's label map and preprocessing."""
+    from vidnet.eval.metrics import softmax, topk_indices
+    from vidnet.eval.multiview import load_eval_model, predict_frames
+
+    t0 = time.perf_counter()
+    em = load_eval_model(checkpoint, network=network, labels=labels)
+    n, read = _reader(source)
+    logits = predict_frames(em, n, read, clips=clips, crops=crops, device=device)
+    probs = softmax(logits).mean(axis=0)
+    top = topk_indices(probs[None], top_k)[0]
+    seconds = time.perf_counter() - t0
+    result = {"source": str(source), "frames": n, "views": int(logits.shape[0]), "seconds": round(seconds, 3),
+              "top": [{"label": em.class_names[c], "score": float(probs[c])} for c in top]}
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"{source} ({n} frames, {logits.shape[0]} views, {seconds:.2f} s):")
+    for rank, item in enumerate(result["top"], 1):
+        typer.echo(f"  {rank}. {item['label']:<30} {item['score']:.4f}")
+
+
+@app.command()
+def fuse(
+    predictions: Annotated[list[Path], typer.Argument(help="Two or more *_logits.npz files written by vidnet test.")],
+    weights: Annotated[str | None, typer.Option(help="Comma-separated weight per model (default equal).")] = None,
+    method: Annotated[str, typer.Option(help="mean (of probabilities) or logsum (sum of log-probabilities).")] = "mean",
+    top_k: Annotated[str, typer.Option("--top-k", help="Top-k accuracies to report.")] = "1,5",
+    out: Annotated[Path | None, typer.Option(help="Write the fused predictions and analysis here.")] = None,
+) -> None:
+    """Combine saved predictions of several models; prints each model and the fusion side by side."""
+    from vidnet.eval.fusion import fuse_predictions
+    from vidnet.eval.metrics import summarize
+    from vidnet.eval.multiview import Predictions
+
+    ks = _ks(top_k)
+    if len(predictions) < 2:
+        raise UsageError("fuse needs at least two prediction files")
+    models = [Predictions.load(p) for p in predictions]
+    w = None
+    if weights:
+        try:
+            w = [float(x) for x in weights.split(",")]
+        except ValueError:
+            raise UsageError(f"--weights: expected numbers, got {weights!r}") from None
+    fused = fuse_predictions(models, weights=w, method=method)
+    for path, p in zip(predictions, models, strict=True):
+        _print_summary(f"{p.model or path.name}:", summarize(p.log_probs(), p.labels, ks=ks), p.class_names, ks)
+    s = summarize(fused.log_probs(), fused.labels, ks=ks)
+    _print_summary(f"fused ({method}):", s, fused.class_names, ks)
+    _print_rankings(s, fused.class_names)
+    if out is not None:
+        from vidnet.eval.report import write_report
+
+        write_report(out, {"fused": (fused, s)}, k=max(ks), meta={"inputs": [str(p) for p in predictions],
+                                                                  "method": method, "weights": w})
+        typer.echo(f"saved fused results in {out}")

@@ -1,0 +1,64 @@
+"""Late fusion of saved predictions of several models (the seed's "single-frame, 3D, combined" table)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from vidnet.errors import UsageError, VidnetError
+from vidnet.eval.multiview import Predictions
+
+__all__ = ["fuse_predictions", "FusionMethod"]
+
+FusionMethod = Literal["mean", "logsum"]
+
+
+def fuse_predictions(
+    models: Sequence[Predictions], *, weights: Sequence[float] | None = None, method: FusionMethod = "mean"
+) -> Predictions:
+    """Combine the video scores of several models into one `Predictions` (one view: the fused log-probs).
+
+    Each model's video score is first its own multi-view average (`Predictions.log_probs`).
+
+    Args:
+        models: predictions of the same videos (matched by video id, in the first model's order) and classes.
+        weights: one non-negative weight per model (normalised to sum 1); default equal.
+        method: ``mean``: weighted mean of probabilities; ``logsum``: weighted sum of log-probabilities
+            (a product of experts), renormalised.
+
+    Raises:
+        VidnetError: the models cover different videos, labels or classes.
+        UsageError: bad weights or method.
+    """
+    if len(models) < 1:
+        raise UsageError("nothing to fuse")
+    if method not in ("mean", "logsum"):
+        raise UsageError(f"--method {method!r}: use mean or logsum")
+    w = np.ones(len(models)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(models),) or (w < 0).any() or w.sum() <= 0:
+        raise UsageError(f"--weights: need {len(models)} non-negative numbers, not all zero, got {list(weights or [])}")
+    w = w / w.sum()
+    first = models[0]
+    order = {v: i for i, v in enumerate(first.video_ids)}
+    scores = []
+    for k, m in enumerate(models):
+        if m.class_names != first.class_names:
+            raise VidnetError(f"model {k + 1} has other classes than model 1")
+        if set(m.video_ids) != set(order) or len(m.video_ids) != len(order):
+            raise VidnetError(f"model {k + 1} covers other videos than model 1")
+        idx = np.array([m.video_ids.index(v) for v in first.video_ids]) if m.video_ids != first.video_ids else None
+        lp = m.log_probs() if idx is None else m.log_probs()[idx]
+        labels = m.labels if idx is None else m.labels[idx]
+        if not np.array_equal(labels, first.labels):
+            raise VidnetError(f"model {k + 1} gives other true labels than model 1")
+        scores.append(lp)
+    stack = np.stack(scores)  # [models, videos, classes]
+    if method == "mean":
+        fused = np.log(np.maximum(np.tensordot(w, np.exp(stack), axes=1), 1e-300))
+    else:
+        fused = np.tensordot(w, stack, axes=1)
+    return Predictions(video_ids=list(first.video_ids), labels=first.labels.copy(),
+                       class_names=list(first.class_names), logits=fused[:, None].astype(np.float32),
+                       model=f"fused ({method}): " + " + ".join(m.model or "?" for m in models))

@@ -1,0 +1,316 @@
+"""Loading a model for evaluation and running it over the views of each video.
+
+Two protocols, always reported side by side because they are routinely confused (anchors §3):
+
+* **clip accuracy**: one centre clip per video through the validation transform the model was trained
+  with, exactly what ``vidnet train`` validates on;
+* **video accuracy**: ``N`` clips spread evenly over the video (`MultiClip`, the 10-clip protocol) times
+  ``K`` spatial crops (1: the validation transform; 3: the frame's shorter side resized to the clip size,
+  then left/centre/right crops as PySlowFast's 3-crop testing), the softmax of every view averaged.
+
+Everything is deterministic: the samplers and transforms draw nothing, the model runs in eval mode, and the
+data are read in index order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vidnet.data.dataset import VideoClipDataset, normalize
+from vidnet.data.index import read_labels
+from vidnet.data.sampling import CentreClip, MultiClip
+from vidnet.data.transforms import ClipEval, EvalConfig
+from vidnet.errors import UsageError, VidnetError
+from vidnet.eval.metrics import log_softmax, softmax
+
+__all__ = ["EvalModel", "Predictions", "load_eval_model", "clip_transform", "view_transform", "make_dataset",
+           "predict_dataset", "predict_frames"]
+
+
+@dataclass
+class EvalModel:
+    """A model ready for evaluation, with what its input must look like.
+
+    Attributes:
+        model: the network, in eval mode.
+        network: its registry name.
+        class_names: label names in id order.
+        clip_length: frames per clip (T).
+        clip_size: (height, width) of a clip.
+        interval: frame step of evaluation clips.
+        mean: per-channel mean (RGB, pixels in [0, 1]); std: the standard deviation.
+        augment: the training ``--augment`` (decides the validation transform), or None.
+    """
+
+    model: nn.Module
+    network: str
+    class_names: list[str]
+    clip_length: int
+    clip_size: tuple[int, int]
+    interval: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str | None = None
+
+
+def load_eval_model(
+    checkpoint: str | os.PathLike,
+    *,
+    network: str | None = None,
+    labels: str | os.PathLike | None = None,
+    clip_length: int | None = None,
+    clip_size: int | None = None,
+    interval: int | None = None,
+) -> EvalModel:
+    """Build the model of a vidnet checkpoint, or of a bare state dict given ``network`` and ``labels``.
+
+    A vidnet checkpoint carries its network, label map and preprocessing; the keyword options override them.
+    Weights from elsewhere (a bare or ``state_dict``-wrapped dict) need ``network`` and a ``labels.json``;
+    their preprocessing is the trainer's defaults (16 frames, 112x112, interval 2, Kinetics mean/std) unless
+    overridden.
+
+    Raises:
+        VidnetError: unreadable file, unknown network, missing label file, weights that do not fit.
+    """
+    from vidnet.network import UnknownModelError, create_model
+    from vidnet.train import checkpoint as ckpt_io
+    from vidnet.train.config import DataConfig
+    from vidnet.train.loop import MEAN, STD
+
+    path = Path(checkpoint)
+    try:
+        ckpt = ckpt_io.load_checkpoint(path)
+    except ckpt_io.CheckpointError:
+        if network is None or labels is None or not path.is_file():
+            raise
+        ckpt = None
+    if ckpt is not None:
+        label_map = dict(ckpt.get("labels") or {})
+        if labels is not None:
+            label_map = read_labels(labels)
+        net = network or ckpt.get("network")
+        pre = ckpt.get("preprocessing") or {}
+        augment = (ckpt.get("config") or {}).get("data", {}).get("augment")
+        state = ckpt["model"]
+    else:
+        label_map, net, pre, augment = read_labels(labels), network, {}, None
+        from vidnet.network.weights import read_state_dict
+
+        state = read_state_dict(path)
+    if not label_map:
+        raise VidnetError(f"{path}: no label map inside; give --labels labels.json")
+    defaults = DataConfig()
+    size = clip_size or pre.get("clip_size") or defaults.clip_size
+    size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    try:
+        model = create_model(net, num_classes=len(label_map))
+    except UnknownModelError as err:
+        raise UsageError(f"--network: {err}") from None
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise VidnetError(f"{path}: weights do not fit {net} with {len(label_map)} classes: "
+                          f"{str(err).splitlines()[0]}") from None
+    model.eval()
+    names = [name for name, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
+    return EvalModel(
+        model=model, network=str(net), class_names=names,
+        clip_length=int(clip_length or pre.get("clip_length") or defaults.clip_length), clip_size=size,
+        interval=int(interval or pre.get("val_frame_interval") or defaults.val_frame_interval),
+        mean=tuple(pre.get("mean") or MEAN), std=tuple(pre.get("std") or STD), augment=augment,
+    )
+
+
+def clip_transform(em: EvalModel, *, hflip: bool = True) -> ClipEval | None:
+    """The validation transform of training (None: the dataset's default preset, as the trainer used)."""
+    if not em.augment:
+        return None
+    # The trainer's own choice of validation transform, so that clip accuracy is its validation number.
+    from vidnet.train.loop import _transforms
+
+    return _transforms(em.augment, em.clip_size, flip=hflip)[1]
+
+
+def view_transform(em: EvalModel, crops: int, *, hflip: bool = True) -> ClipEval | None:
+    """Spatial views: 1 = the validation transform; 3 = three crops of the short-side-resized frame."""
+    if crops == 1:
+        return clip_transform(em, hflip=hflip)
+    if crops != 3:
+        raise UsageError(f"--crops must be 1 or 3, got {crops}")
+    side = min(em.clip_size)
+    return ClipEval(EvalConfig(crop_size=side, resize_short=side, crop="three"))
+
+
+def make_dataset(root: str | os.PathLike, split: str | None, em: EvalModel, *, clips: int = 1,
+                 crops: int = 1) -> VideoClipDataset:
+    """The dataset of one protocol: ``clips=crops=1`` is the centre clip, else ``clips x crops`` views."""
+    sampler = CentreClip(interval=em.interval) if clips == 1 else MultiClip(num_clips=clips, interval=em.interval)
+    ds = VideoClipDataset(root, split, num_frames=em.clip_length, size=em.clip_size, sampler=sampler,
+                          return_meta=True)
+    transform = view_transform(em, crops, hflip=ds.hflip)
+    if transform is not None:
+        ds.transform = transform
+    missing = sorted(set(ds.labels) ^ set(em.class_names))
+    if missing or len(ds.labels) != len(em.class_names):
+        raise VidnetError(f"{root}: its labels.json does not match the model's {len(em.class_names)} classes "
+                          f"(differing: {', '.join(missing[:5])})")
+    return ds
+
+
+@dataclass
+class Predictions:
+    """Per-view logits of a set of videos, the unit that is saved, re-analysed and fused.
+
+    Attributes:
+        video_ids: one id per video.
+        labels: true class ids (``-1`` when unknown).
+        class_names: label names in id order.
+        logits: float32 ``[videos, views, classes]``.
+        model: what produced them (network name and protocol), shown by ``vidnet fuse``.
+    """
+
+    video_ids: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+    logits: np.ndarray
+    model: str = ""
+
+    def log_probs(self) -> np.ndarray:
+        """Video log-probabilities: log of the mean softmax over the views ``[videos, classes]``."""
+        return np.log(np.maximum(softmax(self.logits).mean(axis=1), 1e-300))
+
+    def view_log_probs(self) -> np.ndarray:
+        """Log-softmax of every view ``[videos, views, classes]``."""
+        return log_softmax(self.logits)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an ``.npz`` (logits, labels, video_ids, class_names) atomically."""
+        from vidnet._io import atomic_path
+
+        path = Path(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, logits=self.logits.astype(np.float32), labels=self.labels.astype(np.int64),
+                     video_ids=np.array(self.video_ids, dtype=str),
+                     class_names=np.array(self.class_names, dtype=str), model=np.array(self.model))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Predictions:
+        """Read what `save` wrote.
+
+        Raises:
+            VidnetError: missing file or not a vidnet predictions file.
+        """
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                logits = z["logits"]
+                labels, ids, names = z["labels"], z["video_ids"].tolist(), z["class_names"].tolist()
+                model = str(z["model"]) if "model" in z.files else ""
+        except (OSError, ValueError, KeyError) as err:
+            raise VidnetError(f"{path}: not a vidnet predictions file ({err})") from None
+        if logits.ndim == 2:
+            logits = logits[:, None]
+        return cls(video_ids=ids, labels=labels, class_names=names, logits=logits, model=model)
+
+
+def _forward(em: EvalModel, clips: torch.Tensor, device: torch.device, chunk: int, amp: bool) -> torch.Tensor:
+    """Logits of a batch of clips ``[B, C, T, H, W]`` (uint8), ``chunk`` clips per forward pass."""
+    out = []
+    for part in clips.split(chunk):
+        x = normalize(part.to(device, non_blocking=True), em.mean, em.std)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(em.model(x).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def predict_dataset(
+    em: EvalModel,
+    dataset: VideoClipDataset,
+    *,
+    batch_size: int = 8,
+    workers: int = 0,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    on_batch: Callable[[int], Any] | None = None,
+) -> Predictions:
+    """Logits of every view of every video of ``dataset``, in index order.
+
+    Args:
+        batch_size: clips per forward pass (videos are grouped so that a batch holds about this many).
+        workers: DataLoader worker processes.
+        device: where the model runs.
+        amp: bfloat16 autocast.
+        on_batch: called with the number of videos done in each batch (a progress bar).
+    """
+    device = torch.device(device)
+    em.model.to(device).eval()
+    probe = dataset[0]["clip"]
+    views = probe.shape[0] if probe.dim() == 5 else 1
+    loader = DataLoader(dataset, batch_size=max(1, batch_size // views), shuffle=False, num_workers=workers)
+    ids: list[str] = []
+    labels: list[int] = []
+    logits: list[np.ndarray] = []
+    for batch in loader:
+        clip = batch["clip"]
+        b = clip.shape[0]
+        flat = clip.reshape(-1, *clip.shape[-4:])
+        out = _forward(em, flat, device, batch_size, amp).reshape(b, views, -1)
+        logits.append(out.numpy())
+        ids += list(batch["video_id"])
+        labels += [int(v) for v in batch["label"]]
+        if on_batch is not None:
+            on_batch(b)
+    return Predictions(video_ids=ids, labels=np.array(labels, dtype=np.int64), class_names=list(em.class_names),
+                       logits=np.concatenate(logits).astype(np.float32), model=f"{em.network} {views} views")
+
+
+@torch.no_grad()
+def predict_frames(
+    em: EvalModel,
+    n_frames: int,
+    read: Callable[[np.ndarray], np.ndarray],
+    *,
+    clips: int = 10,
+    crops: int = 3,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Logits ``[views, classes]`` of one video given by a frame reader (a video file or a frames.db).
+
+    The same sampler and transforms as `make_dataset`: ``clips=crops=1`` is the centre clip.
+
+    Args:
+        n_frames: frames in the video.
+        read: ``read(indices) -> RGB uint8 [len(indices), H, W, 3]``.
+    """
+    if n_frames < 1:
+        raise VidnetError("the video has no frames")
+    sampler = CentreClip(interval=em.interval) if clips == 1 else MultiClip(num_clips=clips, interval=em.interval)
+    index = np.asarray(sampler.sample(n_frames, em.clip_length, None), dtype=np.int64).reshape(-1, em.clip_length)
+    decoded = read(index.reshape(-1))
+    frames = decoded.reshape(*index.shape, *decoded.shape[1:])
+    transform = view_transform(em, crops)
+    if transform is None:
+        from vidnet.data.transforms import eval_preset
+
+        transform = ClipEval(eval_preset("ucf101"))  # VideoClipDataset's default preset
+    views = []
+    for clip in frames:
+        out = transform(np.ascontiguousarray(clip), None, size=em.clip_size)
+        views += list(out) if out.ndim == 5 else [out]
+    batch = torch.from_numpy(np.stack(views).transpose(0, 4, 1, 2, 3).copy())  # [V, C, T, H, W]
+    device = torch.device(device)
+    em.model.to(device).eval()
+    return _forward(em, batch, device, batch_size, False).numpy()

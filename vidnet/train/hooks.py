@@ -1,0 +1,203 @@
+"""Metric sinks: the loop hands them numbers, each sink formats them its own way.
+
+A step record holds ``epoch, iteration, steps, loss, top1, top5, lr, batch, frames, height, width`` and the
+speeds ``read, forward, backward`` in clips per second (the original's SpeedMonitor: ``r`` = clips over the
+time spent waiting for the batch, ``f`` = host-to-device copy + forward + loss, ``b`` = backward). An epoch
+record holds ``epoch, loss, top1, top5, lr, clips_per_s, time`` (accuracies as fractions). Colours exist
+only in `ConsoleSink`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+from vidnet._log import get_logger
+
+__all__ = ["Sink", "ConsoleSink", "CSVSink", "TensorBoardSink", "Sinks", "speed_colour", "SPEED_THRESHOLDS"]
+
+log = get_logger(__name__)
+
+#: Clips/s below the first value are red, below the second yellow, else green (the original's limits).
+SPEED_THRESHOLDS: dict[str, tuple[float, float]] = {"read": (100, 3000), "forward": (50, 300), "backward": (20, 200)}
+_ANSI = {"red": "\033[91m", "yellow": "\033[93m", "green": "\033[92m"}
+
+
+class Sink(Protocol):
+    """Receives metric dicts; ``phase`` is ``train`` or ``val``."""
+
+    def step(self, record: dict[str, Any]) -> None: ...
+
+    def epoch(self, phase: str, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def speed_colour(kind: str, clips_per_s: float) -> str:
+    """``red``, ``yellow`` or ``green`` for a speed of ``kind`` (read, forward or backward)."""
+    low, high = SPEED_THRESHOLDS[kind]
+    return "red" if clips_per_s < low else "yellow" if clips_per_s < high else "green"
+
+
+def data_bound(record: dict[str, Any]) -> bool:
+    """True when waiting for data took longer than forward and backward together (the GPU starves)."""
+    r, f, b = (record.get(k, math.inf) for k in ("read", "forward", "backward"))
+    if not all(v > 0 for v in (r, f, b)):
+        return False
+    return 1 / r > 1 / f + 1 / b
+
+
+class ConsoleSink:
+    """Log lines every ``interval`` steps with coloured speeds; an epoch summary per phase."""
+
+    def __init__(self, *, interval: int = 10, colour: bool | None = None, progress: bool | None = None) -> None:
+        self.interval = max(1, interval)
+        self.colour = sys.stderr.isatty() and "NO_COLOR" not in os.environ if colour is None else colour
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self._bar: Any = None
+        self._task: Any = None
+        self._epoch: int | None = None
+
+    def _advance(self, r: dict[str, Any]) -> None:
+        """A progress bar per training epoch (terminals only), showing loss and the batch shape."""
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=True)
+            self._bar.start()
+        if self._epoch != r["epoch"]:
+            if self._task is not None:
+                self._bar.remove_task(self._task)
+            self._epoch = r["epoch"]
+            self._task = self._bar.add_task(f"epoch {r['epoch']}", total=r.get("iterations"), info="")
+        self._bar.update(self._task, completed=r["iteration"] + 1,
+                         info=f"loss {r['loss']:.3f} {r['batch']}x{r['frames']}x{r['height']}x{r['width']}")
+
+    def _speed(self, kind: str, value: float) -> str:
+        text = f"{value:.2e}"
+        return f"{_ANSI[speed_colour(kind, value)]}{text}\033[0m" if self.colour else text
+
+    def format_step(self, r: dict[str, Any]) -> str:
+        """One step line: epoch, iteration, speeds, loss, accuracy, batch shape and learning rate."""
+        speeds = " ".join(f"{k[0]}={self._speed(k, r[k])}" for k in ("read", "forward", "backward") if k in r)
+        speeds = f"Speed ({speeds}) clip/s " if speeds else ""
+        line = (f"Epoch [{r['epoch']}] Batch [{r['iteration']}/{r.get('iterations', '?')}] {speeds}"
+                f"loss={r['loss']:.4f} top1={r['top1']:.3f} top5={r['top5']:.3f} "
+                f"batch=({r['batch']},3,{r['frames']},{r['height']},{r['width']}) lr={r['lr']:.2e}")
+        if data_bound(r):
+            line += " | data loading is the bottleneck (more --workers or a faster disk)"
+        return line
+
+    def step(self, record: dict[str, Any]) -> None:
+        if self.progress:
+            self._advance(record)
+        if record["iteration"] % self.interval == 0 or record.get("last", False):
+            log.info(self.format_step(record))
+
+    def epoch(self, phase: str, record: dict[str, Any]) -> None:
+        log.info(f"{phase} epoch {record['epoch']}: loss={record['loss']:.4f} top1={record['top1']:.4f} "
+                 f"top5={record['top5']:.4f} lr={record.get('lr', 0):.2e} {record.get('clips_per_s', 0):.1f} clips/s "
+                 f"{record.get('time', 0):.1f} s")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+class CSVSink:
+    """``train.csv`` and ``val.csv``: one row per epoch (epoch, loss, top1, top5, lr, clips_per_s, time).
+
+    Rows are appended, so a resumed run continues the same files; rows for epochs at or after the resume
+    point are dropped first so a resumed file never holds an epoch twice.
+    """
+
+    columns = ("epoch", "loss", "top1", "top5", "lr", "clips_per_s", "time")
+
+    def __init__(self, folder: str | os.PathLike, *, start_epoch: int = 0) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for phase in ("train", "val"):
+            self._truncate(self.folder / f"{phase}.csv", start_epoch)
+
+    def _truncate(self, path: Path, start_epoch: int) -> None:
+        if not path.is_file():
+            return
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < start_epoch]
+        with path.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, self.columns)
+            w.writeheader()
+            w.writerows(rows)
+
+    def step(self, record: dict[str, Any]) -> None:
+        pass
+
+    def epoch(self, phase: str, record: dict[str, Any]) -> None:
+        path = self.folder / f"{phase}.csv"
+        new = not path.is_file()
+        with path.open("a", newline="") as fh:
+            w = csv.DictWriter(fh, self.columns, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow({k: record.get(k, "") for k in self.columns})
+
+    def close(self) -> None:
+        pass
+
+
+class TensorBoardSink:
+    """Scalars per step (``train/loss``, ``train/lr``, speeds) and per epoch (``train_epoch/top1``, ``val/...``)."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
+        self.writer = SummaryWriter(str(folder))
+
+    @classmethod
+    def maybe(cls, folder: str | os.PathLike) -> TensorBoardSink | None:
+        """A sink if tensorboard is installed, else None."""
+        try:
+            return cls(folder)
+        except ImportError:
+            return None
+
+    def step(self, record: dict[str, Any]) -> None:
+        s = record["steps"]
+        for k in ("loss", "top1", "lr", "read", "forward", "backward"):
+            if k in record:
+                self.writer.add_scalar(f"train/{k}", record[k], s)
+
+    def epoch(self, phase: str, record: dict[str, Any]) -> None:
+        for k in ("loss", "top1", "top5", "clips_per_s"):
+            if k in record:
+                self.writer.add_scalar(f"{phase}_epoch/{k}", record[k], record["epoch"])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Sinks:
+    """Fans records out to several sinks."""
+
+    def __init__(self, sinks: list[Any]) -> None:
+        self.sinks = [s for s in sinks if s is not None]
+
+    def step(self, record: dict[str, Any]) -> None:
+        for s in self.sinks:
+            s.step(record)
+
+    def epoch(self, phase: str, record: dict[str, Any]) -> None:
+        for s in self.sinks:
+            s.epoch(phase, record)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
