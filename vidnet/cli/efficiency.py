@@ -126,13 +126,10 @@ def _calibration(dataset: str | None, split: str, frames: tuple[int, int, int], 
     if dataset is None:
         g = torch.Generator().manual_seed(0)
         return [torch.randn((1, 3, *frames), generator=g) for _ in range(n)], "random clips"
-    from vidnet.data.dataset import VideoClipDataset
+    from vidnet.data.dataset import VideoClipDataset, normalize
 
-    ds = VideoClipDataset(dataset, split, num_frames=frames[0], size=(frames[1], frames[2]), output="float")
-    clips = []
-    for i in range(min(n, len(ds))):
-        x = ds[i]["clip"]
-        clips.append((x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).unsqueeze(0))
+    ds = VideoClipDataset(dataset, split, num_frames=frames[0], size=(frames[1], frames[2]))
+    clips = [normalize(ds[i]["clip"].unsqueeze(0)) for i in range(min(n, len(ds)))]
     return clips, f"{len(clips)} {split} clips"
 
 

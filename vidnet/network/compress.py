@@ -478,29 +478,23 @@ def clip_accuracy(
     batch_size: int = 8,
     limit: int | None = None,
 ) -> float:
-    """Single-clip top-1 accuracy on a dataset split (``vidnet.data.dataset.VideoClipDataset``, eval mode).
+    """Single-clip top-1 accuracy on a dataset split, the way ``vidnet train`` validates.
 
-    uint8 clips are scaled to [0, 1]; a float clip is used as the dataset returns it.
-
-    Raises:
-        UsageError: the dataset module is not available in this installation.
+    Uses ``vidnet.data.dataset.VideoClipDataset`` (centre clip, the dataset's evaluation transform, uint8)
+    and ``normalize`` (the Kinetics mean/std every vidnet checkpoint records in its preprocessing).
     """
-    try:
-        from vidnet.data.dataset import VideoClipDataset
-    except ImportError:
-        raise UsageError("accuracy needs vidnet.data.dataset.VideoClipDataset, which this installation lacks") from None
     from torch.utils.data import DataLoader, Subset
 
-    ds = VideoClipDataset(root, split, num_frames=clip[0], size=(clip[1], clip[2]), output="float")
+    from vidnet.data.dataset import VideoClipDataset, normalize
+
+    ds = VideoClipDataset(root, split, num_frames=clip[0], size=(clip[1], clip[2]))
     if limit is not None:
         ds = Subset(ds, range(min(limit, len(ds))))
     correct = total = 0
     model = model.eval()
     with torch.no_grad():
         for batch in DataLoader(ds, batch_size=batch_size):
-            x = batch["clip"]
-            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-            pred = model(x).argmax(1)
+            pred = model(normalize(batch["clip"])).argmax(1)
             correct += int((pred == batch["label"]).sum())
             total += len(pred)
     if total == 0:
