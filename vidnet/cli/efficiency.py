@@ -120,17 +120,16 @@ def _floats(text: str, flag: str) -> list[float]:
         raise UsageError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
 
 
-def _calibration(dataset: str | None, split: str, frames: tuple[int, int, int], n: int) -> tuple[list, str]:
+def _calibration(dataset, mean, std, frames: tuple[int, int, int], n: int) -> tuple[list, str]:
     import torch
 
     if dataset is None:
         g = torch.Generator().manual_seed(0)
         return [torch.randn((1, 3, *frames), generator=g) for _ in range(n)], "random clips"
-    from vidnet.data.dataset import VideoClipDataset, normalize
+    from vidnet.data.dataset import normalize
 
-    ds = VideoClipDataset(dataset, split, num_frames=frames[0], size=(frames[1], frames[2]))
-    clips = [normalize(ds[i]["clip"].unsqueeze(0)) for i in range(min(n, len(ds)))]
-    return clips, f"{len(clips)} {split} clips"
+    clips = [normalize(dataset[i]["clip"].unsqueeze(0), mean, std) for i in range(min(n, len(dataset)))]
+    return clips, f"{len(clips)} evaluation clips"
 
 
 @app.command("compress")
@@ -141,10 +140,12 @@ def compress_command(
     sparsity: Annotated[str, typer.Option(help="Unstructured magnitude sparsities.")] = "0.5,0.9",
     quantize: Annotated[str, typer.Option(help="int8 variants: dynamic, static (comma-separated, or '').")]
     = "dynamic,static",
-    clip: Annotated[str, typer.Option(help="Clip size TxHxW.")] = "16x112x112",
+    clip: Annotated[str | None, typer.Option(help="Clip TxHxW (default: the checkpoint's, else 16x112x112).")]
+    = None,
     num_classes: Annotated[int | None, typer.Option(help="Classifier outputs (default: checkpoint or 400).")]
     = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset root for accuracy (VideoClipDataset).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Converted dataset for accuracy (needs --checkpoint).")]
+    = None,
     split: Annotated[str, typer.Option(help="Split for accuracy and calibration.")] = "val",
     limit: Annotated[int | None, typer.Option(help="Evaluate at most this many clips.")] = None,
     calibration: Annotated[int, typer.Option(help="Clips for static-quantization calibration.")] = 8,
@@ -179,21 +180,37 @@ def compress_command(
     from vidnet.network.loading import load_model
 
     _set_threads(threads)
-    frames = parse_clip(clip)
     modes = [q.strip() for q in quantize.split(",") if q.strip()]
     for q in modes:
         if q not in ("dynamic", "static"):
             raise UsageError(f"--quantize: expected dynamic and/or static, got {q!r}")
+    if dataset is not None and checkpoint is None:
+        raise UsageError("--dataset measures accuracy and needs a trained --checkpoint")
+    eval_set = em = None
+    frames = parse_clip(clip) if clip else (16, 112, 112)
     if checkpoint is not None:
-        targets = [load_model(checkpoint, network=network[0] if network else None, num_classes=num_classes)]
+        from vidnet.train.checkpoint import CheckpointError
+
+        try:  # a vidnet training checkpoint: network, labels and preprocessing come with it
+            from vidnet.eval.multiview import load_eval_model, make_dataset
+
+            em = load_eval_model(checkpoint, network=network[0] if network else None)
+            targets = [(em.model, em.network)]
+            frames = parse_clip(clip) if clip else (em.clip_length, *em.clip_size)
+            if dataset is not None:
+                eval_set = make_dataset(dataset, split, em)
+        except CheckpointError:
+            if dataset is not None:
+                raise
+            targets = [load_model(checkpoint, network=network[0] if network else None, num_classes=num_classes)]
     elif network:
         targets = [load_model(None, network=n, num_classes=num_classes) for n in _expand_networks(network)]
     else:
         raise UsageError("give --network or --checkpoint")
     evaluate = None
-    if dataset is not None:
+    if eval_set is not None:
         def evaluate(m):  # noqa: E306
-            return clip_accuracy(m, dataset, split, clip=frames, limit=limit)
+            return clip_accuracy(m, eval_set, mean=em.mean, std=em.std, limit=limit)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     for model, label in targets:
@@ -212,7 +229,8 @@ def compress_command(
         if "dynamic" in modes:
             variants["int8 dynamic"] = (quantize_dynamic_int8(model), base_macs)
         if "static" in modes:
-            calib, where = _calibration(dataset, split, frames, calibration)
+            calib, where = _calibration(eval_set, em.mean if em else None, em.std if em else None, frames,
+                                        calibration)
             try:
                 variants["int8 static"] = (quantize_static_int8(model, calib), base_macs)
                 notes.append(f"int8 static calibrated on {where}")

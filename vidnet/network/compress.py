@@ -471,34 +471,32 @@ def compare_variants(
 
 def clip_accuracy(
     model: nn.Module,
-    root: str,
-    split: str,
+    dataset,
     *,
-    clip: tuple[int, int, int],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
     batch_size: int = 8,
     limit: int | None = None,
 ) -> float:
-    """Single-clip top-1 accuracy on a dataset split, the way ``vidnet train`` validates.
+    """Single-clip top-1 accuracy of ``model`` on a ``VideoClipDataset`` (uint8 clips, normalised here).
 
-    Uses ``vidnet.data.dataset.VideoClipDataset`` (centre clip, the dataset's evaluation transform, uint8)
-    and ``normalize`` (the Kinetics mean/std every vidnet checkpoint records in its preprocessing).
+    Build the dataset with ``vidnet.eval.multiview.make_dataset`` (one centre clip and the checkpoint's own
+    validation transform), so the number is the one ``vidnet test`` and training validation report.
     """
     from torch.utils.data import DataLoader, Subset
 
-    from vidnet.data.dataset import VideoClipDataset, normalize
+    from vidnet.data.dataset import normalize
 
-    ds = VideoClipDataset(root, split, num_frames=clip[0], size=(clip[1], clip[2]))
-    if limit is not None:
-        ds = Subset(ds, range(min(limit, len(ds))))
+    ds = Subset(dataset, range(min(limit, len(dataset)))) if limit is not None else dataset
     correct = total = 0
     model = model.eval()
     with torch.no_grad():
         for batch in DataLoader(ds, batch_size=batch_size):
-            pred = model(normalize(batch["clip"])).argmax(1)
+            pred = model(normalize(batch["clip"], mean, std)).argmax(1)
             correct += int((pred == batch["label"]).sum())
             total += len(pred)
     if total == 0:
-        raise UsageError(f"{root}: split {split!r} has no clips")
+        raise UsageError("the evaluation split has no clips")
     return correct / total
 
 
