@@ -187,3 +187,18 @@ def test_recalibrate_batchnorm_restores_modes() -> None:
     feats = torch.cat([model[0](c) for c in clips]).transpose(0, 1).flatten(1)
     torch.testing.assert_close(bn.running_mean, feats.mean(1), rtol=1e-4, atol=1e-4)
     assert not bn.training and bn.momentum == 0.1
+
+
+def test_clip_accuracy_counts_correct_clips() -> None:
+    from vidnet.network.compress import clip_accuracy
+
+    class Bright(nn.Module):  # class 1 for bright clips, class 0 for dark ones
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = x.mean(dim=(1, 2, 3, 4))
+            return torch.stack([-m, m], 1)
+
+    items = [{"clip": torch.full((3, 2, 4, 4), v, dtype=torch.uint8), "label": lab}
+             for v, lab in [(250, 1), (5, 0), (240, 0), (10, 0)]]
+    acc = clip_accuracy(Bright(), items, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), batch_size=3)
+    assert acc == 0.75
+    assert clip_accuracy(Bright(), items, mean=(0.5,) * 3, std=(0.25,) * 3, limit=1) == 1.0

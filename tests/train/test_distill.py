@@ -120,6 +120,10 @@ def test_pruned_checkpoint_trains_resumes_and_reloads(tmp_path):
         p.numel() for p in pruned.parameters()) < sum(p.numel() for p in base.parameters())
     x = torch.randn(2, 3, 4, 16, 16)
     assert model(x).shape == base.eval()(x).shape == (2, 2)
+    from vidnet.eval.multiview import load_eval_model  # vidnet test / compress --dataset
+
+    em = load_eval_model(find_checkpoints(again.run_dir / "checkpoints")[-1][2])
+    torch.testing.assert_close(em.model(x), model(x))
     # Without its architecture the pruned weights do not fit the registry build: one clear line.
     torch.save({"network": "tiny_3d", "model": pruned.state_dict()}, tmp_path / "flat.pth")
     with pytest.raises(UsageError, match="does not fit tiny_3d"):

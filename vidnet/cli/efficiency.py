@@ -120,20 +120,16 @@ def _floats(text: str, flag: str) -> list[float]:
         raise UsageError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
 
 
-def _calibration(dataset: str | None, split: str, frames: tuple[int, int, int], n: int) -> tuple[list, str]:
+def _calibration(dataset, mean, std, frames: tuple[int, int, int], n: int) -> tuple[list, str]:
     import torch
 
     if dataset is None:
         g = torch.Generator().manual_seed(0)
         return [torch.randn((1, 3, *frames), generator=g) for _ in range(n)], "random clips"
-    from vidnet.data.dataset import VideoClipDataset
+    from vidnet.data.dataset import normalize
 
-    ds = VideoClipDataset(dataset, split, num_frames=frames[0], size=(frames[1], frames[2]), output="float")
-    clips = []
-    for i in range(min(n, len(ds))):
-        x = ds[i]["clip"]
-        clips.append((x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).unsqueeze(0))
-    return clips, f"{len(clips)} {split} clips"
+    clips = [normalize(dataset[i]["clip"].unsqueeze(0), mean, std) for i in range(min(n, len(dataset)))]
+    return clips, f"{len(clips)} evaluation clips"
 
 
 @app.command("compress")
@@ -144,10 +140,12 @@ def compress_command(
     sparsity: Annotated[str, typer.Option(help="Unstructured magnitude sparsities.")] = "0.5,0.9",
     quantize: Annotated[str, typer.Option(help="int8 variants: dynamic, static (comma-separated, or '').")]
     = "dynamic,static",
-    clip: Annotated[str, typer.Option(help="Clip size TxHxW.")] = "16x112x112",
+    clip: Annotated[str | None, typer.Option(help="Clip TxHxW (default: the checkpoint's, else 16x112x112).")]
+    = None,
     num_classes: Annotated[int | None, typer.Option(help="Classifier outputs (default: checkpoint or 400).")]
     = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset root for accuracy (VideoClipDataset).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Converted dataset for accuracy (needs --checkpoint).")]
+    = None,
     split: Annotated[str, typer.Option(help="Split for accuracy and calibration.")] = "val",
     limit: Annotated[int | None, typer.Option(help="Evaluate at most this many clips.")] = None,
     calibration: Annotated[int, typer.Option(help="Clips for static-quantization calibration.")] = 8,
@@ -194,16 +192,32 @@ def compress_command(
     from vidnet.network.loading import load_model, load_model_with_meta
 
     _set_threads(threads)
-    frames = parse_clip(clip)
     modes = [q.strip() for q in quantize.split(",") if q.strip()]
     for q in modes:
         if q not in ("dynamic", "static"):
             raise UsageError(f"--quantize: expected dynamic and/or static, got {q!r}")
+    if dataset is not None and checkpoint is None:
+        raise UsageError("--dataset measures accuracy and needs a trained --checkpoint")
+    eval_set = em = None
     meta: dict = {}
+    frames = parse_clip(clip) if clip else (16, 112, 112)
     if checkpoint is not None:
-        model0, label0, meta = load_model_with_meta(checkpoint, network=network[0] if network else None,
-                                                    num_classes=num_classes)
-        targets = [(model0, label0)]
+        from vidnet.train.checkpoint import CheckpointError
+
+        try:  # a vidnet training checkpoint: network, labels and preprocessing come with it
+            from vidnet.eval.multiview import load_eval_model, make_dataset
+
+            em = load_eval_model(checkpoint, network=network[0] if network else None)
+            targets = [(em.model, em.network)]
+            if finetune_epochs or out is not None:  # labels, preprocessing and the run's settings
+                meta = load_model_with_meta(checkpoint, network=em.network)[2]
+            frames = parse_clip(clip) if clip else (em.clip_length, *em.clip_size)
+            if dataset is not None:
+                eval_set = make_dataset(dataset, split, em)
+        except CheckpointError:
+            if dataset is not None:
+                raise
+            targets = [load_model(checkpoint, network=network[0] if network else None, num_classes=num_classes)]
     elif network:
         targets = [load_model(None, network=n, num_classes=num_classes) for n in _expand_networks(network)]
     else:
@@ -214,11 +228,9 @@ def compress_command(
         raise UsageError("--finetune-epochs needs --dataset, --out and a --checkpoint written by vidnet train "
                          "(its settings drive the fine-tune)")
     evaluate = None
-    if dataset is not None and isinstance(meta.get("config"), dict):
-        evaluate = _run_evaluator(meta["config"], dataset, split, limit)
-    elif dataset is not None:
+    if eval_set is not None:
         def evaluate(m):  # noqa: E306
-            return clip_accuracy(m, dataset, split, clip=frames, limit=limit)
+            return clip_accuracy(m, eval_set, mean=em.mean, std=em.std, limit=limit)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     for model, label in targets:
@@ -254,7 +266,8 @@ def compress_command(
         if "dynamic" in modes:
             variants["int8 dynamic"] = (quantize_dynamic_int8(model), base_macs)
         if "static" in modes:
-            calib, where = _calibration(dataset, split, frames, calibration)
+            calib, where = _calibration(eval_set, em.mean if em else None, em.std if em else None, frames,
+                                        calibration)
             try:
                 variants["int8 static"] = (quantize_static_int8(model, calib), base_macs)
                 notes.append(f"int8 static calibrated on {where}")
@@ -280,30 +293,6 @@ def _registered(name: str) -> bool:
     except KeyError:
         return False
     return True
-
-
-def _run_evaluator(config: dict, dataset: str, split: str, limit: int | None):
-    """``evaluate(model) -> top-1`` through the training run's own validation pipeline (clip shape, frame
-    step, eval transform, normalisation) on ``split`` of ``dataset``."""
-    import torch
-    from torch.utils.data import DataLoader, Subset
-
-    from vidnet.train.config import TrainConfig
-    from vidnet.train.loop import _datasets, evaluate
-
-    cfg = TrainConfig.from_flat({**config, "data": {**config.get("data", {}), "dataset": dataset,
-                                                     "val_split": split, "workers": 0}})
-    _, val_set = _datasets(cfg)
-    if limit is not None:
-        val_set = Subset(val_set, range(min(limit, len(val_set))))
-    if len(val_set) == 0:
-        raise UsageError(f"{dataset}: split {split!r} has no clips")
-
-    def run(model) -> float:
-        loader = DataLoader(val_set, batch_size=8, num_workers=0)
-        return evaluate(model.cpu(), loader, device=torch.device("cpu"))["top1"]
-
-    return run
 
 
 def _finetune(pruned: Path, config: dict, dataset: str, split: str, model_dir: Path, *, epochs: int,

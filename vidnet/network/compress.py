@@ -523,40 +523,32 @@ def compare_variants(
 
 def clip_accuracy(
     model: nn.Module,
-    root: str,
-    split: str,
+    dataset,
     *,
-    clip: tuple[int, int, int],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
     batch_size: int = 8,
     limit: int | None = None,
 ) -> float:
-    """Single-clip top-1 accuracy on a dataset split (``vidnet.data.dataset.VideoClipDataset``, eval mode).
+    """Single-clip top-1 accuracy of ``model`` on a ``VideoClipDataset`` (uint8 clips, normalised here).
 
-    uint8 clips are scaled to [0, 1]; a float clip is used as the dataset returns it.
-
-    Raises:
-        UsageError: the dataset module is not available in this installation.
+    Build the dataset with ``vidnet.eval.multiview.make_dataset`` (one centre clip and the checkpoint's own
+    validation transform), so the number is the one ``vidnet test`` and training validation report.
     """
-    try:
-        from vidnet.data.dataset import VideoClipDataset
-    except ImportError:
-        raise UsageError("accuracy needs vidnet.data.dataset.VideoClipDataset, which this installation lacks") from None
     from torch.utils.data import DataLoader, Subset
 
-    ds = VideoClipDataset(root, split, num_frames=clip[0], size=(clip[1], clip[2]), output="float")
-    if limit is not None:
-        ds = Subset(ds, range(min(limit, len(ds))))
+    from vidnet.data.dataset import normalize
+
+    ds = Subset(dataset, range(min(limit, len(dataset)))) if limit is not None else dataset
     correct = total = 0
     model = model.eval()
     with torch.no_grad():
         for batch in DataLoader(ds, batch_size=batch_size):
-            x = batch["clip"]
-            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-            pred = model(x).argmax(1)
+            pred = model(normalize(batch["clip"], mean, std)).argmax(1)
             correct += int((pred == batch["label"]).sum())
             total += len(pred)
     if total == 0:
-        raise UsageError(f"{root}: split {split!r} has no clips")
+        raise UsageError("the evaluation split has no clips")
     return correct / total
 
 
