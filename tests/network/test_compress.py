@@ -25,6 +25,7 @@ from vidnet.network.compress import (
     sparsity,
 )
 from vidnet.network.cost import count_macs
+from vidnet.network.loading import load_model
 from vidnet.network.profile import count_params
 
 TINY = (1, 3, 4, 32, 32)
@@ -150,6 +151,15 @@ def test_distillation_loss() -> None:
         distillation_loss(s, t, y, alpha=1.5)
     with pytest.raises(UsageError, match="shape"):
         distillation_loss(s, t[:, :3], y)
+    with pytest.raises(UsageError, match="temperature"):
+        distillation_loss(s, t, y, temperature=0.0)
+    # Logits scaled by T at temperature T are the T = 1 distributions: the soft term is then exactly T^2 times
+    # the T = 1 one (the factor that keeps the soft gradients' scale independent of T).
+    s2, t2 = s.detach() * 5, t * 5
+    assert distillation_loss(s2, t2, y, alpha=1.0, temperature=5.0).item() == pytest.approx(
+        25 * distillation_loss(s.detach(), t, y, alpha=1.0, temperature=1.0).item(), rel=1e-5)
+    smooth = distillation_loss(s, t, y, alpha=0.0, label_smoothing=0.1)
+    torch.testing.assert_close(smooth, F.cross_entropy(s, y, label_smoothing=0.1))
 
 
 def test_cli_compress_json(tmp_path) -> None:
@@ -163,8 +173,10 @@ def test_cli_compress_json(tmp_path) -> None:
     assert rows["prune 0.50"]["macs"] < rows["base"]["macs"]
     assert rows["sparse 0.50"]["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert rows["base"]["accuracy"] is None  # no --dataset
-    saved = torch.load(tmp_path / "mobilenetv2_3d_020_prune_0.50.pt", weights_only=False)
-    assert count_params(saved) == rows["prune 0.50"]["params"]
+    # The pruned variant is a checkpoint carrying its channel counts; the loader rebuilds it exactly.
+    saved, label = load_model(tmp_path / "mobilenetv2_3d_020_prune_0.50.pth")
+    assert label == "mobilenetv2_3d_020" and count_params(saved) == rows["prune 0.50"]["params"]
+    assert isinstance(torch.load(tmp_path / "mobilenetv2_3d_020_sparse_0.50.pt", weights_only=False), nn.Module)
 
 
 def test_recalibrate_batchnorm_restores_modes() -> None:
@@ -175,3 +187,18 @@ def test_recalibrate_batchnorm_restores_modes() -> None:
     feats = torch.cat([model[0](c) for c in clips]).transpose(0, 1).flatten(1)
     torch.testing.assert_close(bn.running_mean, feats.mean(1), rtol=1e-4, atol=1e-4)
     assert not bn.training and bn.momentum == 0.1
+
+
+def test_clip_accuracy_counts_correct_clips() -> None:
+    from vidnet.network.compress import clip_accuracy
+
+    class Bright(nn.Module):  # class 1 for bright clips, class 0 for dark ones
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = x.mean(dim=(1, 2, 3, 4))
+            return torch.stack([-m, m], 1)
+
+    items = [{"clip": torch.full((3, 2, 4, 4), v, dtype=torch.uint8), "label": lab}
+             for v, lab in [(250, 1), (5, 0), (240, 0), (10, 0)]]
+    acc = clip_accuracy(Bright(), items, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), batch_size=3)
+    assert acc == 0.75
+    assert clip_accuracy(Bright(), items, mean=(0.5,) * 3, std=(0.25,) * 3, limit=1) == 1.0

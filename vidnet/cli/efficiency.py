@@ -120,20 +120,16 @@ def _floats(text: str, flag: str) -> list[float]:
         raise UsageError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
 
 
-def _calibration(dataset: str | None, split: str, frames: tuple[int, int, int], n: int) -> tuple[list, str]:
+def _calibration(dataset, mean, std, frames: tuple[int, int, int], n: int) -> tuple[list, str]:
     import torch
 
     if dataset is None:
         g = torch.Generator().manual_seed(0)
         return [torch.randn((1, 3, *frames), generator=g) for _ in range(n)], "random clips"
-    from vidnet.data.dataset import VideoClipDataset
+    from vidnet.data.dataset import normalize
 
-    ds = VideoClipDataset(dataset, split, num_frames=frames[0], size=(frames[1], frames[2]), output="float")
-    clips = []
-    for i in range(min(n, len(ds))):
-        x = ds[i]["clip"]
-        clips.append((x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).unsqueeze(0))
-    return clips, f"{len(clips)} {split} clips"
+    clips = [normalize(dataset[i]["clip"].unsqueeze(0), mean, std) for i in range(min(n, len(dataset)))]
+    return clips, f"{len(clips)} evaluation clips"
 
 
 @app.command("compress")
@@ -144,15 +140,25 @@ def compress_command(
     sparsity: Annotated[str, typer.Option(help="Unstructured magnitude sparsities.")] = "0.5,0.9",
     quantize: Annotated[str, typer.Option(help="int8 variants: dynamic, static (comma-separated, or '').")]
     = "dynamic,static",
-    clip: Annotated[str, typer.Option(help="Clip size TxHxW.")] = "16x112x112",
+    clip: Annotated[str | None, typer.Option(help="Clip TxHxW (default: the checkpoint's, else 16x112x112).")]
+    = None,
     num_classes: Annotated[int | None, typer.Option(help="Classifier outputs (default: checkpoint or 400).")]
     = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset root for accuracy (VideoClipDataset).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Converted dataset for accuracy (needs --checkpoint).")]
+    = None,
     split: Annotated[str, typer.Option(help="Split for accuracy and calibration.")] = "val",
     limit: Annotated[int | None, typer.Option(help="Evaluate at most this many clips.")] = None,
     calibration: Annotated[int, typer.Option(help="Clips for static-quantization calibration.")] = 8,
     repeats: Annotated[int, typer.Option(help="Timed CPU forwards per variant.")] = 5,
     out: Annotated[Path | None, typer.Option(help="Save every variant here as <network>_<variant>.pt.")] = None,
+    finetune_epochs: Annotated[int, typer.Option(
+        help="Fine-tune each pruned model for this many epochs on --dataset (needs a training --checkpoint and "
+        "--out; runs vidnet train with the checkpoint's settings).")] = 0,
+    finetune_lr: Annotated[float | None, typer.Option(
+        help="Peak (cosine) learning rate of the fine-tune (default: a tenth of the checkpoint's --lr-base).")]
+    = None,
+    finetune_distill: Annotated[float, typer.Option(
+        help="Distil from the unpruned checkpoint during the fine-tune with this alpha (0: labels only).")] = 0.0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of tables.")] = False,
 ) -> None:
@@ -160,9 +166,12 @@ def compress_command(
 
     Each network's base model and its variants are measured on the CPU at batch 1: parameters, MACs, size
     of the saved state_dict, forward latency (median, IQR), largest logit change from the base on a fixed
-    clip relative to the base's largest logit, and, with --dataset, single-clip top-1 on --split. Structured
-    pruning shrinks only inner channels (block middles, expansions), so the output shape never changes;
-    pruned models are saved as whole modules (torch.save(model)).
+    clip relative to the base's largest logit, and, with --dataset, single-clip top-1 on --split (through
+    the training run's own validation pipeline when the checkpoint records its config). Structured pruning
+    shrinks only inner channels (block middles, expansions), so the output shape never changes; pruned models
+    are saved as checkpoints that carry their channel counts (vidnet train --pretrained-3d and the loaders
+    rebuild them), the other variants as whole modules (torch.save(model)). With --finetune-epochs each
+    pruned model is trained further (rows "prune R +ft").
     """
     import dataclasses
 
@@ -170,6 +179,7 @@ def compress_command(
 
     from vidnet.cli.models import parse_clip
     from vidnet.network.compress import (
+        channel_spec,
         clip_accuracy,
         compare_variants,
         magnitude_prune,
@@ -179,24 +189,48 @@ def compress_command(
         recalibrate_batchnorm,
     )
     from vidnet.network.cost import count_macs
-    from vidnet.network.loading import load_model
+    from vidnet.network.loading import load_model, load_model_with_meta
 
     _set_threads(threads)
-    frames = parse_clip(clip)
     modes = [q.strip() for q in quantize.split(",") if q.strip()]
     for q in modes:
         if q not in ("dynamic", "static"):
             raise UsageError(f"--quantize: expected dynamic and/or static, got {q!r}")
+    if dataset is not None and checkpoint is None:
+        raise UsageError("--dataset measures accuracy and needs a trained --checkpoint")
+    eval_set = em = None
+    meta: dict = {}
+    frames = parse_clip(clip) if clip else (16, 112, 112)
     if checkpoint is not None:
-        targets = [load_model(checkpoint, network=network[0] if network else None, num_classes=num_classes)]
+        from vidnet.train.checkpoint import CheckpointError
+
+        try:  # a vidnet training checkpoint: network, labels and preprocessing come with it
+            from vidnet.eval.multiview import load_eval_model, make_dataset
+
+            em = load_eval_model(checkpoint, network=network[0] if network else None)
+            targets = [(em.model, em.network)]
+            if finetune_epochs or out is not None:  # labels, preprocessing and the run's settings
+                meta = load_model_with_meta(checkpoint, network=em.network)[2]
+            frames = parse_clip(clip) if clip else (em.clip_length, *em.clip_size)
+            if dataset is not None:
+                eval_set = make_dataset(dataset, split, em)
+        except CheckpointError:
+            if dataset is not None:
+                raise
+            targets = [load_model(checkpoint, network=network[0] if network else None, num_classes=num_classes)]
     elif network:
         targets = [load_model(None, network=n, num_classes=num_classes) for n in _expand_networks(network)]
     else:
         raise UsageError("give --network or --checkpoint")
+    if finetune_epochs < 0:
+        raise UsageError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
+    if finetune_epochs and (dataset is None or out is None or not isinstance(meta.get("config"), dict)):
+        raise UsageError("--finetune-epochs needs --dataset, --out and a --checkpoint written by vidnet train "
+                         "(its settings drive the fine-tune)")
     evaluate = None
-    if dataset is not None:
+    if eval_set is not None:
         def evaluate(m):  # noqa: E306
-            return clip_accuracy(m, dataset, split, clip=frames, limit=limit)
+            return clip_accuracy(m, eval_set, mean=em.mean, std=em.std, limit=limit)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     for model, label in targets:
@@ -206,16 +240,34 @@ def compress_command(
             recalibrate_batchnorm(model, [torch.randn((2, 3, *frames), generator=g) for _ in range(4)])
             notes.append("fresh weights, batch-norm statistics recalibrated on 8 random clips")
         variants: dict = {"base": (model, None)}
+        pruned_files: dict[str, Path] = {}
         for r in _floats(ratios, "--ratios"):
             pruned, _ = prune_channels(model, r)
             variants[f"prune {r:.2f}"] = (pruned, None)
+            if out is not None and _registered(label):  # rebuildable by name + channel counts
+                # Same layout as a training checkpoint's weights plus the channel counts, so vidnet train
+                # --pretrained-3d, --teacher, evaluate, export and compress itself can rebuild the pruned model.
+                path = out / f"{label}_prune_{r:.2f}.pth"
+                keep = {k: meta[k] for k in ("labels", "preprocessing", "config") if k in meta}
+                torch.save({"network": label, "model": pruned.state_dict(), "architecture": channel_spec(pruned),
+                            "prune_ratio": r, "pruned_from": str(checkpoint) if checkpoint else None, **keep}, path)
+                pruned_files[f"prune {r:.2f}"] = path
+        for name, path in list(pruned_files.items()) if finetune_epochs else []:
+            tuned = _finetune(path, meta["config"], dataset, split, out / "finetune" / name.replace(" ", "_"),
+                              epochs=finetune_epochs, lr=finetune_lr, teacher=checkpoint if finetune_distill else None,
+                              alpha=finetune_distill)
+            variants[f"{name} +ft"] = (tuned, None)
+            notes.append(f"+ft: {finetune_epochs} epochs of vidnet train from the pruned weights"
+                         + (f", distilled from the unpruned model (alpha {finetune_distill:g})" if finetune_distill
+                            else ""))
         for s in _floats(sparsity, "--sparsity"):
             variants[f"sparse {s:.2f}"] = (magnitude_prune(model, s), None)
         base_macs = count_macs(model, frames)
         if "dynamic" in modes:
             variants["int8 dynamic"] = (quantize_dynamic_int8(model), base_macs)
         if "static" in modes:
-            calib, where = _calibration(dataset, split, frames, calibration)
+            calib, where = _calibration(eval_set, em.mean if em else None, em.std if em else None, frames,
+                                        calibration)
             try:
                 variants["int8 static"] = (quantize_static_int8(model, calib), base_macs)
                 notes.append(f"int8 static calibrated on {where}")
@@ -224,12 +276,54 @@ def compress_command(
         rows = compare_variants(variants, clip=frames, repeats=repeats, evaluate=evaluate)
         if out is not None:
             for name, (m, _) in variants.items():
-                torch.save(m, out / f"{label}_{name.replace(' ', '_')}.pt")
+                if name not in pruned_files and not name.endswith("+ft"):  # those have their checkpoints
+                    torch.save(m, out / f"{label}_{name.replace(' ', '_')}.pt")
         if as_json:
             for row in rows:
                 typer.echo(json.dumps({"network": label, **dataclasses.asdict(row)}))
             continue
-        _print_compress_table(label, frames, rows, notes)
+        _print_compress_table(label, frames, rows, list(dict.fromkeys(notes)))
+
+
+def _registered(name: str) -> bool:
+    from vidnet.network import model_info
+
+    try:
+        model_info(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _finetune(pruned: Path, config: dict, dataset: str, split: str, model_dir: Path, *, epochs: int,
+              lr: float | None, teacher: Path | None, alpha: float):
+    """Train the pruned checkpoint for ``epochs`` with the original run's settings (cosine from ``lr``, no
+    warm-up, CPU fp32), optionally distilled from the unpruned ``teacher``; returns the trained model."""
+    import torch
+
+    from vidnet.network.loading import load_model
+    from vidnet.train.checkpoint import latest_checkpoint
+    from vidnet.train.config import TrainConfig
+    from vidnet.train.loop import train
+
+    flat = {k: v for sec in config.values() if isinstance(sec, dict) for k, v in sec.items()}
+    base_lr = flat.get("lr_base") or 0.1
+    flat.update(dataset=dataset, val_split=split, end_epoch=epochs, lr_schedule="cosine", lr_steps=[],
+                warmup_epochs=0, long_cycles=False, short_cycles=False, lr_base=lr or base_lr / 10,
+                pretrained_3d=str(pruned), fine_tune=False, resume=None, resume_epoch=None, max_steps=None,
+                model_dir=str(model_dir), gpus=0, precision="fp32" if flat.get("precision") == "fp16" else
+                flat.get("precision", "fp32"), save_frequency=epochs, val_frequency=epochs, tensorboard=False,
+                log_file=None, teacher=str(teacher) if teacher else None, teacher_network=None,
+                distill_alpha=alpha if teacher else 0.5)
+    threads = torch.get_num_threads()  # the trainer lowers it for its loader workers; latency needs it back
+    try:
+        result = train(TrainConfig.from_flat(flat))
+    finally:
+        torch.set_num_threads(threads)
+    path = latest_checkpoint(result.run_dir / "checkpoints")
+    if path is None:
+        raise UsageError(f"fine-tune of {pruned} wrote no checkpoint in {result.run_dir}")
+    return load_model(path)[0]
 
 
 def _print_compress_table(label: str, frames: tuple[int, int, int], rows, notes: list[str]) -> None:

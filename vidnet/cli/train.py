@@ -14,6 +14,7 @@ from vidnet.cli._progress import console
 from vidnet.errors import UsageError
 
 _DATA, _MODEL, _OPTIM, _SCHED, _RUN = "Data", "Model", "Optimizer", "Schedule and multigrid", "Run"
+_DISTILL = "Distillation"
 
 
 def _opt(*names: str, help: str, panel: str) -> Any:  # noqa: A002 - typer's keyword
@@ -30,10 +31,10 @@ def _opt(*names: str, help: str, panel: str) -> Any:  # noqa: A002 - typer's key
 def _defaults() -> dict[str, Any]:
     from dataclasses import MISSING, fields
 
-    from vidnet.train.config import DataConfig, ModelConfig, OptimConfig, RunConfig, ScheduleConfig
+    from vidnet.train.config import DataConfig, DistillConfig, ModelConfig, OptimConfig, RunConfig, ScheduleConfig
 
     out = {}
-    for cls in (DataConfig, ModelConfig, OptimConfig, ScheduleConfig, RunConfig):
+    for cls in (DataConfig, ModelConfig, OptimConfig, ScheduleConfig, RunConfig, DistillConfig):
         for f in fields(cls):
             out[f.name] = f.default if f.default is not MISSING else None
     return out
@@ -198,6 +199,22 @@ def train(
     ] = None,
     max_steps: Annotated[
         int | None, _opt("--max-steps", help="Stop after this optimizer step, with a resumable checkpoint.", panel=_RUN)
+    ] = None,
+    teacher: Annotated[
+        str | None,
+        _opt("--teacher", help="Distil from this trained checkpoint (frozen, eval mode, same clips).", panel=_DISTILL),
+    ] = None,
+    teacher_network: Annotated[
+        str | None,
+        _opt("--teacher-network", help="Teacher's registered name, if its checkpoint does not name it.",
+             panel=_DISTILL),
+    ] = None,
+    distill_alpha: Annotated[
+        float | None,
+        _opt("--distill-alpha", help="Weight of the teacher's soft targets; 1 - alpha on the labels.", panel=_DISTILL),
+    ] = None,
+    distill_temperature: Annotated[
+        float | None, _opt("--distill-temperature", help="Softmax temperature of the soft targets.", panel=_DISTILL)
     ] = None,
 ) -> None:
     """Train a network: multigrid cycles, mixed precision, several GPUs through torchrun, exact resume.

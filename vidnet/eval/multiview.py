@@ -125,6 +125,10 @@ def load_eval_model(
         model = create_model(net, num_classes=len(label_map))
     except UnknownModelError as err:
         raise UsageError(f"--network: {err}") from None
+    if ckpt is not None and isinstance(ckpt.get("architecture"), dict):  # a pruned model's channel counts
+        from vidnet.network.compress import apply_channel_spec
+
+        apply_channel_spec(model, ckpt["architecture"])
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
     try:
         model.load_state_dict(state)

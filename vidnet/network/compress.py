@@ -29,6 +29,8 @@ from vidnet.errors import UsageError
 
 __all__ = [
     "PrunableChain",
+    "apply_channel_spec",
+    "channel_spec",
     "distillation_loss",
     "find_prunable_chains",
     "magnitude_prune",
@@ -42,6 +44,7 @@ __all__ = [
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_ANY_NORM = nn.modules.batchnorm._BatchNorm  # SyncBatchNorm too (training runs on several GPUs convert to it)
 # Modules and functions that act on each channel independently and hold no per-channel state.
 _PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU, nn.ELU,
                  nn.Sigmoid, nn.Tanh, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
@@ -356,6 +359,8 @@ def distillation_loss(
     labels: torch.Tensor,
     alpha: float = 0.5,
     temperature: float = 4.0,
+    *,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Knowledge-distillation loss (Hinton et al., "Distilling the Knowledge in a Neural Network", arXiv 1503.02531).
 
@@ -369,6 +374,7 @@ def distillation_loss(
         labels: ``[N]`` class indices.
         alpha: weight of the soft (teacher) term, in [0, 1].
         temperature: softmax temperature, > 0.
+        label_smoothing: label smoothing of the hard (cross-entropy) term.
     """
     if not 0.0 <= alpha <= 1.0:
         raise UsageError(f"distillation alpha must be in [0, 1], got {alpha}")
@@ -380,8 +386,51 @@ def distillation_loss(
     t = temperature
     soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits.detach() / t, dim=1),
                     reduction="batchmean", log_target=True) * (t * t)
-    hard = F.cross_entropy(student_logits, labels)
+    hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
     return alpha * soft + (1.0 - alpha) * hard
+
+
+def channel_spec(model: nn.Module) -> dict[str, list[int]]:
+    """The channel counts of every convolution (``[in, out, groups]``) and batch norm (``[features]``).
+
+    This is what distinguishes a structurally pruned model from its registry build (pruning changes nothing
+    else), so a checkpoint that carries it next to the network name can be rebuilt with
+    :func:`apply_channel_spec` and then loaded strictly.
+    """
+    spec: dict[str, list[int]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, _CONV):
+            spec[name] = [m.in_channels, m.out_channels, m.groups]
+        elif isinstance(m, _ANY_NORM):
+            spec[name] = [m.num_features]
+    return spec
+
+
+def apply_channel_spec(model: nn.Module, spec: dict[str, list[int]]) -> nn.Module:
+    """Resize ``model``'s convolutions and batch norms to the counts of :func:`channel_spec`, in place.
+
+    Resized layers are freshly initialised (load the pruned weights afterwards); layers whose counts already
+    match are left alone, so a spec of an unpruned model is a no-op.
+
+    Raises:
+        UsageError: the spec names a layer the model lacks or of another kind (a spec of another network).
+    """
+    for name, counts in spec.items():
+        try:
+            old = model.get_submodule(name)
+        except AttributeError:
+            raise UsageError(f"architecture names layer {name!r}, which {type(model).__name__} lacks") from None
+        if isinstance(old, _CONV) and len(counts) == 3:
+            if [old.in_channels, old.out_channels, old.groups] != list(counts):
+                _replace(model, name, _conv_like(old, counts[0], counts[1], counts[2]))
+        elif isinstance(old, _ANY_NORM) and len(counts) == 1:
+            if old.num_features != counts[0]:
+                new = type(old)(counts[0], eps=old.eps, momentum=old.momentum, affine=old.affine,
+                                track_running_stats=old.track_running_stats)
+                _replace(model, name, new)
+        else:
+            raise UsageError(f"architecture entry {name!r} {counts} does not fit its {type(old).__name__}")
+    return model
 
 
 
@@ -439,13 +488,16 @@ def compare_variants(
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((1, 3, *clip), generator=g)
     models = {name: model.cpu().eval() for name, (model, _) in variants.items()}
-    # Timed round-robin (one pass of each variant per round) after a warm-up of each, so that load changes
-    # on a shared machine and one-off kernel setup hit every variant alike instead of whichever runs first.
+    # Timed round-robin (one pass of each variant per round, alternating direction) after a warm-up of each, so
+    # that load changes on a shared machine and one-off kernel setup hit every variant alike.
     for model in models.values():
         measure_latency(model, x, repeats=1, warmup=warmup)
     samples: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(repeats):
-        for name, model in models.items():
+    order = list(models.items())
+    for i in range(repeats):
+        # Alternate the order of the rounds: the first pass after the Python bookkeeping between rounds ran
+        # measurably slower on a shared machine (the base looked 1.5x slower than it was, always first).
+        for name, model in order if i % 2 == 0 else order[::-1]:
             samples[name].append(measure_latency(model, x, repeats=1, warmup=0).median_ms)
     rows: list[VariantRow] = []
     reference = None
@@ -471,40 +523,32 @@ def compare_variants(
 
 def clip_accuracy(
     model: nn.Module,
-    root: str,
-    split: str,
+    dataset,
     *,
-    clip: tuple[int, int, int],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
     batch_size: int = 8,
     limit: int | None = None,
 ) -> float:
-    """Single-clip top-1 accuracy on a dataset split (``vidnet.data.dataset.VideoClipDataset``, eval mode).
+    """Single-clip top-1 accuracy of ``model`` on a ``VideoClipDataset`` (uint8 clips, normalised here).
 
-    uint8 clips are scaled to [0, 1]; a float clip is used as the dataset returns it.
-
-    Raises:
-        UsageError: the dataset module is not available in this installation.
+    Build the dataset with ``vidnet.eval.multiview.make_dataset`` (one centre clip and the checkpoint's own
+    validation transform), so the number is the one ``vidnet test`` and training validation report.
     """
-    try:
-        from vidnet.data.dataset import VideoClipDataset
-    except ImportError:
-        raise UsageError("accuracy needs vidnet.data.dataset.VideoClipDataset, which this installation lacks") from None
     from torch.utils.data import DataLoader, Subset
 
-    ds = VideoClipDataset(root, split, num_frames=clip[0], size=(clip[1], clip[2]), output="float")
-    if limit is not None:
-        ds = Subset(ds, range(min(limit, len(ds))))
+    from vidnet.data.dataset import normalize
+
+    ds = Subset(dataset, range(min(limit, len(dataset)))) if limit is not None else dataset
     correct = total = 0
     model = model.eval()
     with torch.no_grad():
         for batch in DataLoader(ds, batch_size=batch_size):
-            x = batch["clip"]
-            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-            pred = model(x).argmax(1)
+            pred = model(normalize(batch["clip"], mean, std)).argmax(1)
             correct += int((pred == batch["label"]).sum())
             total += len(pred)
     if total == 0:
-        raise UsageError(f"{root}: split {split!r} has no clips")
+        raise UsageError("the evaluation split has no clips")
     return correct / total
 
 

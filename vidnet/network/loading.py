@@ -5,7 +5,10 @@ Accepted checkpoint layouts, tried in this order:
 * a whole pickled module (``torch.save(model)``), which is what ``vidnet compress --out`` writes for pruned
   models, whose layer widths no registry builder reproduces;
 * a dict with the weights under ``model``, ``state_dict`` or ``model_state`` and optionally the network
-  name under ``network``/``arch`` (top level or inside ``config``) and ``num_classes``;
+  name under ``network``/``arch`` (top level or inside ``config``) and ``num_classes``; with an
+  ``architecture`` entry (the channel counts of a structurally pruned model, see
+  `vidnet.network.compress.channel_spec`, written by ``vidnet compress --out`` and by training runs of pruned
+  models) the registry build is resized to it before the weights are loaded;
 * a bare state dict, with the network given by ``--network``.
 
 A ``module.`` prefix (``nn.DataParallel`` / DDP checkpoints) is stripped.
@@ -21,7 +24,7 @@ import torch.nn as nn
 
 from vidnet.errors import UsageError
 
-__all__ = ["load_model"]
+__all__ = ["load_model", "load_model_with_meta"]
 
 _WEIGHT_KEYS = ("model", "state_dict", "model_state")
 
@@ -41,7 +44,22 @@ def load_model(
     num_classes: int | None = None,
     **options,
 ) -> tuple[nn.Module, str]:
-    """Return ``(model in eval mode, label)`` from a checkpoint and/or a registered network name.
+    """Return ``(model in eval mode, label)``; see `load_model_with_meta`, whose arguments it takes."""
+    model, label, _ = load_model_with_meta(checkpoint, network=network, num_classes=num_classes, **options)
+    return model, label
+
+
+def load_model_with_meta(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    network: str | None = None,
+    num_classes: int | None = None,
+    **options,
+) -> tuple[nn.Module, str, dict]:
+    """Return ``(model in eval mode, label, meta)`` from a checkpoint and/or a registered network name.
+
+    ``meta`` holds the checkpoint dict's entries other than the weights (``labels``, ``preprocessing``,
+    ``config``, ``network``, ...; empty for fresh weights and whole pickled modules).
 
     Args:
         checkpoint: file written by ``torch.save`` (see the module docstring), or ``None`` for fresh weights.
@@ -57,7 +75,7 @@ def load_model(
     if checkpoint is None:
         if network is None:
             raise UsageError("give --network or --checkpoint")
-        return create_model(network, num_classes=num_classes or 400, **options).eval(), network
+        return create_model(network, num_classes=num_classes or 400, **options).eval(), network, {}
     path = Path(checkpoint)
     if not path.is_file():
         raise UsageError(f"{path}: checkpoint not found")
@@ -66,12 +84,13 @@ def load_model(
     except Exception as err:
         raise UsageError(f"{path}: not a torch checkpoint ({type(err).__name__}: {err})") from None
     if isinstance(obj, nn.Module):
-        return obj.eval(), path.stem
+        return obj.eval(), path.stem, {}
     if not isinstance(obj, dict):
         raise UsageError(f"{path}: expected a module or a dict, found {type(obj).__name__}")
     state = next((obj[k] for k in _WEIGHT_KEYS if isinstance(obj.get(k), dict)), obj)
+    meta = {k: v for k, v in obj.items() if k not in _WEIGHT_KEYS} if state is not obj else {}
     if isinstance(obj.get("model"), nn.Module):
-        return obj["model"].eval(), path.stem
+        return obj["model"].eval(), path.stem, meta
     network = network or _find(obj, "network", "arch")
     if network is None:
         raise UsageError(f"{path}: the checkpoint does not name its network; pass --network")
@@ -85,8 +104,15 @@ def load_model(
             raise UsageError(f"{path}: no weight tensors found")
         num_classes = int(weights[-1].shape[0])
     model = create_model(network, num_classes=int(num_classes), **options)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    if isinstance(meta.get("architecture"), dict):
+        from vidnet.network.compress import apply_channel_spec
+
+        apply_channel_spec(model, meta["architecture"])
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches, e.g. a pruned model's weights without its architecture
+        raise UsageError(f"{path}: does not fit {network}: {str(err).splitlines()[-1].strip()}") from None
     if missing or unexpected:
         raise UsageError(f"{path}: does not fit {network} ({len(missing)} missing keys, e.g. "
                          f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
-    return model.eval(), network
+    return model.eval(), network, meta

@@ -134,7 +134,9 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> tuple[list[str
     """Copy the weights of ``path`` whose names and shapes match ``model`` (non-strict initialisation).
 
     Accepts a vidnet checkpoint, a dict with ``state_dict`` (the original SRTG format; ``module.`` prefixes
-    are removed) or a bare state dict.
+    are removed) or a bare state dict. A checkpoint of a structurally pruned model (``vidnet compress --out``,
+    or a training run of one) carries its ``architecture``: ``model`` is first resized to those channel counts
+    (`vidnet.network.compress.apply_channel_spec`), so every weight fits.
 
     Returns:
         (model keys not filled, checkpoint keys skipped for a missing name or another shape).
@@ -153,6 +155,14 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> tuple[list[str
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: no state dict inside")
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+    if isinstance(obj.get("architecture"), dict):
+        from vidnet.errors import UsageError
+        from vidnet.network.compress import apply_channel_spec
+
+        try:
+            apply_channel_spec(model, obj["architecture"])
+        except UsageError as err:
+            raise CheckpointError(f"{path}: pruned architecture does not fit the model: {err}") from None
     own = model.state_dict()
     fits = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not fits:

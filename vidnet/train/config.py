@@ -20,6 +20,7 @@ from vidnet.errors import UsageError
 
 __all__ = [
     "DataConfig",
+    "DistillConfig",
     "ModelConfig",
     "OptimConfig",
     "ScheduleConfig",
@@ -266,12 +267,38 @@ class RunConfig:
             self.resume = None
 
 
+@dataclass
+class DistillConfig:
+    """Knowledge distillation from a trained teacher (Hinton et al., arXiv 1503.02531)."""
+
+    teacher: str | None = None
+    """Checkpoint of the teacher (a vidnet training checkpoint, or weights with --teacher-network); it runs
+    frozen, in eval mode, under the same autocast on the same clips; it is not saved with the student."""
+    teacher_network: str | None = None
+    """Registered name of the teacher, for checkpoints that do not name their network."""
+    distill_alpha: float = 0.5
+    """Weight of the soft term: loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy."""
+    distill_temperature: float = 4.0
+    """Softmax temperature T of the soft term."""
+
+    def __post_init__(self) -> None:
+        if self.teacher == "":
+            self.teacher = None
+        if isinstance(self.distill_alpha, bool) or not isinstance(self.distill_alpha, int | float) \
+                or not 0 <= self.distill_alpha <= 1:
+            raise _bad("distill_alpha", self.distill_alpha, "must be within [0, 1]")
+        _positive(self, "distill_temperature")
+        if self.teacher_network and not self.teacher:
+            raise _bad("teacher_network", self.teacher_network, "needs --teacher (the teacher's weights)")
+
+
 _SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "optim": OptimConfig,
     "schedule": ScheduleConfig,
     "run": RunConfig,
+    "distill": DistillConfig,
 }
 #: field name -> section, for flat config files and the command line.
 FIELD_SECTION: dict[str, str] = {f.name: sec for sec, cls in _SECTIONS.items() for f in fields(cls)}
@@ -286,6 +313,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         if not self.model.network:

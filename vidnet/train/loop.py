@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from vidnet._io import atomic_write_text
 from vidnet._log import get_logger
 from vidnet.errors import UsageError, VidnetError
+from vidnet.network.compress import distillation_loss
 from vidnet.train import checkpoint as ckpt_io
 from vidnet.train import distributed
 from vidnet.train.config import TrainConfig
@@ -129,7 +130,11 @@ def train(
     labels = dict(getattr(train_set, "labels", {}))
     num_classes = int(getattr(train_set, "num_classes", len(labels)))
 
-    # Model.
+    # Model. A pruned model (fewer channels than its registry build) keeps its channel counts in every
+    # checkpoint ("architecture"), so a resume or a --pretrained-3d of it rebuilds the same shapes.
+    resume_path = _resume_path(cfg, ckpt_dir)
+    resume_state = ckpt_io.load_checkpoint(resume_path) if resume_path is not None else None
+    given_model = model is not None
     if model is None:
         from vidnet.network import create_model
 
@@ -138,7 +143,13 @@ def train(
         missing, skipped = ckpt_io.load_pretrained(model, cfg.model.pretrained_3d)
         log.info(f"pretrained weights from {cfg.model.pretrained_3d}: {len(missing)} model weights left as "
                  f"initialised{': ' + ', '.join(missing[:6]) if missing else ''}; {len(skipped)} skipped")
+    if resume_state is not None and isinstance(resume_state.get("architecture"), dict):
+        from vidnet.network.compress import apply_channel_spec
+
+        apply_channel_spec(model, resume_state["architecture"])
+    architecture = _pruned_architecture(model, cfg, num_classes, given=given_model)
     model.to(device)
+    teacher = _load_teacher(cfg, labels, num_classes, device) if cfg.distill.teacher else None
     if cfg.model.channels_last:
         _channels_last_3d(model)
     plan = MultigridSchedule.create(
@@ -167,9 +178,8 @@ def train(
 
     # Resume: weights, optimizer, scaler, EMA, RNG states and the position.
     start_epoch, start_iter, step, best_top1, resumed_sums = 0, 0, 0, 0.0, None
-    resume_path = _resume_path(cfg, ckpt_dir)
-    if resume_path is not None:
-        state = ckpt_io.load_checkpoint(resume_path)
+    if resume_state is not None:
+        state = resume_state
         _check_compatible(state, cfg, labels, resume_path)
         try:
             model.load_state_dict(state["model"])
@@ -219,6 +229,9 @@ def train(
                    TensorBoardSink.maybe(run_dir / "tb") if cfg.run.tensorboard else None]
                   if dist.is_main else [])
     if dist.is_main:
+        if teacher is not None:
+            log.info(f"distilling from {cfg.distill.teacher} ({teacher.describe()}): alpha "
+                     f"{cfg.distill.distill_alpha}, temperature {cfg.distill.distill_temperature}")
         log.info(f"training {cfg.model.network} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params) "
                  f"on {len(train_set)} clips, {dist.world_size} process(es) on {device}, {cfg.run.precision}; "
                  f"run folder {run_dir}")
@@ -235,6 +248,7 @@ def train(
             "epoch": epoch, "iteration": iteration, "step": step, "best_top1": best_top1,
             "rng": ckpt_io.rng_state(), "config": cfg.to_dict(), "network": cfg.model.network,
             "labels": labels, "preprocessing": _preprocessing(cfg),
+            **({"architecture": architecture} if architecture is not None else {}),
             "epoch_sums": None if sums is None else list(sums),  # a resumed epoch's metrics cover all of it
         }
         path = ckpt_io.save_checkpoint(ckpt_dir / (name or ckpt_io.checkpoint_name(epoch, iteration)), state)
@@ -277,7 +291,14 @@ def train(
                 with sync_ctx, _oom_message(shape):
                     with autocast():
                         logits = net(x)
-                        loss = criterion(logits.float(), y)
+                        if teacher is None:
+                            loss = criterion(logits.float(), y)
+                        else:
+                            with torch.no_grad():
+                                soft = teacher(x)
+                            loss = distillation_loss(logits.float(), soft.float(), y, cfg.distill.distill_alpha,
+                                                     cfg.distill.distill_temperature,
+                                                     label_smoothing=cfg.optim.label_smoothing)
                     if timed:
                         _synchronize(device)
                     t1 = time.perf_counter()
@@ -519,6 +540,94 @@ def _check_compatible(state: dict[str, Any], cfg: TrainConfig, labels: dict[str,
                                       f"{cfg.model.network}")
     if labels and state.get("labels") and state["labels"] != labels:
         raise ckpt_io.CheckpointError(f"{path}: the checkpoint's label map differs from {cfg.data.dataset}'s")
+
+
+def _pruned_architecture(model: nn.Module, cfg: TrainConfig, num_classes: int, *, given: bool) -> dict | None:
+    """The model's channel counts when they differ from the registry build of ``--network`` (a pruned model,
+    given directly or rebuilt from a checkpoint's ``architecture``), else None: what checkpoints must carry."""
+    from vidnet.network.compress import channel_spec
+
+    pretrained_arch = cfg.model.pretrained_3d is not None  # load_pretrained may have resized the model
+    if not (given or pretrained_arch):
+        return None
+    from vidnet.network import create_model
+
+    try:
+        with torch.random.fork_rng(devices=[]):  # building the reference must not move the run's RNG streams
+            reference = create_model(cfg.model.network, num_classes=num_classes)
+    except Exception:  # a given model under an unregistered name: it cannot be rebuilt by name anyway
+        return None
+    spec = channel_spec(model)
+    return spec if spec != channel_spec(reference) else None
+
+
+class _Teacher:
+    """A frozen teacher in eval mode; resizes and renormalises the student's clips to what it was trained on.
+
+    A teacher whose checkpoint records its clip shape (``preprocessing``) sees every batch resized
+    (trilinear, in time and space) to that shape: a model trained at one shape is most accurate there, and
+    networks with fixed-size classifiers (C3D) accept no other. Mean/std differing from the student's are
+    undone and reapplied.
+    """
+
+    def __init__(self, model: nn.Module, shape: tuple[int, int, int] | None, renorm: tuple[Any, Any] | None) -> None:
+        self.model, self.shape, self.renorm = model, shape, renorm
+
+    def describe(self) -> str:
+        name = type(self.model).__name__
+        return name + (f", clips resized to {'x'.join(map(str, self.shape))}" if self.shape else "")
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.renorm is not None:
+            scale, shift = self.renorm
+            x = x * scale.to(x.device, x.dtype) + shift.to(x.device, x.dtype)
+        if self.shape is not None and tuple(x.shape[2:]) != self.shape:
+            x = F.interpolate(x, size=self.shape, mode="trilinear", align_corners=False)
+        return self.model(x)
+
+
+def _load_teacher(cfg: TrainConfig, labels: dict[str, int], num_classes: int, device: torch.device) -> _Teacher:
+    """Load ``--teacher``, check that it predicts the student's classes in the same order, freeze it."""
+    from vidnet.network.finetune import find_head
+    from vidnet.network.loading import load_model_with_meta
+
+    path = Path(cfg.distill.teacher)
+    if not path.is_file():
+        raise UsageError(f"--teacher {path}: checkpoint not found")
+    try:
+        with torch.random.fork_rng(devices=[]):  # the teacher's throw-away initialisation must not move the RNG
+            teacher, name, meta = load_model_with_meta(path, network=cfg.distill.teacher_network)
+    except UsageError as err:
+        raise UsageError(f"--teacher: {err}") from None
+    t_labels = meta.get("labels")
+    if t_labels and labels and dict(t_labels) != labels:
+        diff = sorted(set(t_labels.items()) ^ set(labels.items()))[:3]
+        raise UsageError(f"--teacher {path}: its label map ({len(t_labels)} classes) differs from "
+                         f"{cfg.data.dataset}'s ({len(labels)} classes), e.g. {diff}")
+    try:
+        t_classes = find_head(teacher)[1].out_features
+    except UsageError:
+        t_classes = None
+    if t_classes is not None and t_classes != num_classes:
+        raise UsageError(f"--teacher {path}: {name} predicts {t_classes} classes, the dataset has {num_classes}")
+    if not t_labels:
+        log.warning(f"--teacher {path} records no label map: its class order is assumed to be the dataset's")
+    teacher.eval().requires_grad_(False).to(device)
+    pre = meta.get("preprocessing") or {}
+    shape = None
+    if pre.get("clip_length") and pre.get("clip_size"):
+        shape = (int(pre["clip_length"]), *(int(v) for v in pre["clip_size"]))
+        if shape == (cfg.data.clip_length, *cfg.data.clip_size) and not (cfg.schedule.long_cycles
+                                                                        or cfg.schedule.short_cycles):
+            shape = None  # same clips as the student's: nothing to resize
+    renorm = None
+    if pre.get("mean") and pre.get("std") and (tuple(pre["mean"]), tuple(pre["std"])) != (MEAN, STD):
+        # student input x = (p - m) / s; the teacher wants (p - tm) / ts = x * s / ts + (m - tm) / ts
+        m, s_, tm, ts = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1, 1)
+                         for v in (MEAN, STD, pre["mean"], pre["std"]))
+        renorm = (s_ / ts, (m - tm) / ts)
+    return _Teacher(teacher, shape, renorm)
 
 
 def _make_ema(model: nn.Module, decay: float | None) -> Any:
