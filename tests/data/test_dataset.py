@@ -112,10 +112,10 @@ def test_one_sql_statement_per_clip(tiny_dataset, monkeypatch):
     ds = _ds(tiny_dataset, sampler=MultiClip(num_clips=4), num_frames=8)  # 32 indices, duplicates included
     for i in (0, 0, 1, 0, 2):
         ds[i]  # the first clip of a video too: opening a store runs no query
-    # One SELECT per clip; the first read of a store also sets its page cache size (a PRAGMA, no query).
+    # One SELECT per clip; the first read of a store also sets its page cache (two PRAGMAs, no query).
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    pragmas = [s for s in statements if s.lstrip().upper().startswith("PRAGMA CACHE_SIZE")]
-    assert len(selects) == 5 and len(pragmas) == 3 and len(statements) == 8
+    pragmas = [s for s in statements if s.lstrip().upper().startswith("PRAGMA")]
+    assert len(selects) == 5 and len(pragmas) == 2 * 3 and len(statements) == 11
 
 
 def test_default_max_open_follows_the_open_file_limit(tiny_dataset, monkeypatch):

@@ -152,8 +152,9 @@ def test_clip_reader_one_statement_and_foreign_fallback(tmp_path):
     with FrameStore(folder) as store:
         assert reader.get_bytes(idx) == store.get_bytes(idx)
         assert np.array_equal(reader.get_frames(idx, min_size=(6, 8)), store.get_frames(idx, min_size=(6, 8)))
-    # One SELECT per read, count included; the first read also sets the page cache size.
-    assert [s.split()[0].upper() for s in statements] == ["PRAGMA", "SELECT", "SELECT"]
+    # One SELECT per read (the first one also asks for the frame count); before it, the page cache settings.
+    assert [s.split()[0].upper() for s in statements] == ["PRAGMA", "PRAGMA", "SELECT", "SELECT"]
+    assert "meta" in statements[2] and "meta" not in statements[3]
     assert reader.n_frames == len(reader) == 12
     assert reader._con.execute("PRAGMA cache_size").fetchone()[0] == 0  # no private copy of the pages read
     assert jpeg_size(reader.get_bytes([0])[0]) == frames.shape[1:3]
