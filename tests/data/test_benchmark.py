@@ -96,7 +96,7 @@ def test_benchmark_io_command(tiny_dataset, tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["benchmark-io", str(tiny_dataset), "--shape", "4x4x32", "--batches", "2",
                                       "--workers", "0,2", "--repeat", "1", "--rss-clips", "16", "-q",
-                                      "--json", str(out)])
+                                      "--frame-interval", "1,3", "--json", str(out)])
     assert result.exit_code == 0, result.output
     for text in ("sqlite", "jpg", "video", "hdf5", "decode", "vs decode", "reduced-scale", "scaling", "RSS",
                  "targets"):
@@ -106,9 +106,13 @@ def test_benchmark_io_command(tiny_dataset, tmp_path):
         (f, w) for f in ("sqlite", "jpg", "video", "hdf5", "decode") for w in (0, 2)}
     assert all(c["clips"] == 8 for c in data["cells"])
     assert data["scaling"]["speedup"] > 0 and data["rss"]["clips"] == 16
+    # Every video stays open by default (6 here); the frame interval is recorded and shown.
+    assert data["max_open"] == 6 and data["frame_interval"] == "1,3" and "frame interval 1,3," in result.output
     assert {t["target"].split(" (")[0] for t in data["targets"]} >= {"sqlite / jpg", "2 workers / 1 worker"}
 
 
 def test_benchmark_io_rejects_bad_options(tiny_dataset):
     result = CliRunner().invoke(app, ["benchmark-io", str(tiny_dataset), "--formats", "sqlite,tiff"])
     assert result.exit_code == 2 and "tiff" in result.output
+    result = CliRunner().invoke(app, ["benchmark-io", str(tiny_dataset), "--frame-interval", "two"])
+    assert result.exit_code == 2 and "frame interval 'two'" in result.output
