@@ -124,6 +124,15 @@ def train(
             panel=_MODEL,
         ),
     ] = None,
+    bn_sub_batch: Annotated[
+        str | None,
+        _opt(
+            "--bn-sub-batch",
+            help="BatchNorm statistics over groups of this many clips when the batch is larger: auto (groups of "
+            "--batch-size with multigrid), off, or a number.",
+            panel=_MODEL,
+        ),
+    ] = None,
     optimizer: Annotated[str | None, _opt("--optimizer", help="sgd or adamw.", panel=_OPTIM)] = None,
     lr_base: Annotated[
         float | None, _opt("--lr-base", help="Peak learning rate (default 0.1 for SGD, 1e-3 for AdamW).", panel=_OPTIM)

@@ -136,8 +136,14 @@ class ModelConfig:
     sync_bn: bool | None = None
     """SyncBatchNorm across processes; None: on when multigrid runs on several processes, as the paper does
     when the per-GPU batch gets small."""
+    bn_sub_batch: str = "auto"
+    """BatchNorm statistics over groups of N clips when the batch is larger (`SubBatchNorm3d`): ``auto`` uses
+    groups of --batch-size with multigrid (unless SyncBatchNorm is on), ``off`` never, or a number N."""
 
     def __post_init__(self) -> None:
+        self.bn_sub_batch = str(self.bn_sub_batch).strip().lower()
+        if self.bn_sub_batch not in ("auto", "off") and not (self.bn_sub_batch.isdigit() and int(self.bn_sub_batch)):
+            raise _bad("bn_sub_batch", self.bn_sub_batch, "give auto, off or a positive number of clips")
         if self.fine_tune and not self.pretrained_3d:
             raise _bad("fine_tune", True, "needs --pretrained-3d (the weights to fine-tune)")
 
