@@ -170,6 +170,11 @@ def train(
     epoch_factor: Annotated[
         float | None, _opt("--epoch-factor", help="Long cycle: epochs x this.", panel=_SCHED)
     ] = None,
+    lr_scale_max: Annotated[
+        float | None,
+        _opt("--lr-scale-max", help="Long cycle: cap of the learning-rate multiplier (default: x8/x4/x2 uncapped).",
+             panel=_SCHED),
+    ] = None,
     gpus: Annotated[
         str | None,
         _opt(

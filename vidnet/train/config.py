@@ -212,12 +212,15 @@ class ScheduleConfig:
     """Multigrid short cycle (batch x4/x2/x1 at crop /2, /sqrt2, x1) every three iterations."""
     epoch_factor: float = 1.5
     """With --long-cycles: multigrid epochs over base epochs."""
+    lr_scale_max: float | None = None
+    """With --long-cycles: cap of the learning-rate multiplier (linear scaling gives x8, x4, x2 with the batch);
+    None keeps the paper's linear rule. Small datasets with few iterations per stage need a cap (docs/train.md)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.lr_steps, str):
             self.lr_steps = tuple(int(s) for s in self.lr_steps.strip("[]() ").replace(" ", "").split(",") if s)
         self.lr_steps = tuple(int(s) for s in self.lr_steps)
-        _positive(self, "batch_size", "end_epoch", "lr_factor", "epoch_factor")
+        _positive(self, "batch_size", "end_epoch", "lr_factor", "epoch_factor", "lr_scale_max")
         _positive(self, "warmup_epochs", "min_lr", allow_zero=True)
         _choice(self, "lr_schedule", ("multistep", "cosine"))
         if list(self.lr_steps) != sorted(set(self.lr_steps)) or any(s <= 0 for s in self.lr_steps):
