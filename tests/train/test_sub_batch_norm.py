@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from vidnet.train.sub_batch_norm import SubBatchNorm3d, convert_sub_batch_norm, set_sub_batch
+from vidnet.errors import UsageError
+from vidnet.train.sub_batch_norm import SubBatchNorm3d, convert_sub_batch_norm, resolve_sub_batch, set_sub_batch
 
 
 def _pair(c: int = 3, k: int = 2, momentum: float | None = 0.1) -> tuple[nn.BatchNorm3d, SubBatchNorm3d]:
@@ -105,3 +106,17 @@ def test_bf16_autocast_runs():
         y = sub(_clips(4).bfloat16())
     assert y.shape == (4, 3, 2, 3, 4)
     assert sub.running_mean.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("setting", "multigrid", "sync_bn", "expected"),
+    [("auto", True, False, 8), ("auto", False, False, None), ("auto", True, True, None), ("off", True, False, None),
+     ("3", True, False, 3), ("3", False, False, 3)],
+)
+def test_resolve_sub_batch(setting, multigrid, sync_bn, expected):
+    assert resolve_sub_batch(setting, base_batch=8, multigrid=multigrid, sync_bn=sync_bn) == expected
+
+
+def test_explicit_sub_batch_with_sync_bn_is_an_error():
+    with pytest.raises(UsageError, match="--bn-sub-batch 3"):
+        resolve_sub_batch("3", base_batch=8, multigrid=True, sync_bn=True)

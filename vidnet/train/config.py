@@ -223,6 +223,8 @@ class ScheduleConfig:
         _positive(self, "batch_size", "end_epoch", "lr_factor", "epoch_factor", "lr_scale_max")
         _positive(self, "warmup_epochs", "min_lr", allow_zero=True)
         _choice(self, "lr_schedule", ("multistep", "cosine"))
+        if self.lr_scale_max is not None and self.lr_scale_max < 1:
+            raise _bad("lr_scale_max", self.lr_scale_max, "must be at least 1 (the base shape's multiplier)")
         if list(self.lr_steps) != sorted(set(self.lr_steps)) or any(s <= 0 for s in self.lr_steps):
             raise _bad("lr_steps", list(self.lr_steps), "must be distinct positive epochs in ascending order")
         if self.long_cycles and (not self.lr_steps or self.lr_steps[-1] >= self.end_epoch):
