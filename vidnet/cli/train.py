@@ -175,6 +175,11 @@ def train(
         _opt("--lr-scale-max", help="Long cycle: cap of the learning-rate multiplier (default: x8/x4/x2 uncapped).",
              panel=_SCHED),
     ] = None,
+    long_cycle_min_frames: Annotated[
+        int | None,
+        _opt("--long-cycle-min-frames", help="Long cycle: leave out stages with clips shorter than this.",
+             panel=_SCHED),
+    ] = None,
     gpus: Annotated[
         str | None,
         _opt(

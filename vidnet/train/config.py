@@ -215,12 +215,15 @@ class ScheduleConfig:
     lr_scale_max: float | None = None
     """With --long-cycles: cap of the learning-rate multiplier (linear scaling gives x8, x4, x2 with the batch);
     None keeps the paper's linear rule. Small datasets with few iterations per stage need a cap (docs/train.md)."""
+    long_cycle_min_frames: int = 1
+    """With --long-cycles: leave out the long-cycle stages whose clips would be shorter than this many frames
+    (1 keeps the paper's four; with --clip-length 8, 4 drops the 2-frame stage)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.lr_steps, str):
             self.lr_steps = tuple(int(s) for s in self.lr_steps.strip("[]() ").replace(" ", "").split(",") if s)
         self.lr_steps = tuple(int(s) for s in self.lr_steps)
-        _positive(self, "batch_size", "end_epoch", "lr_factor", "epoch_factor", "lr_scale_max")
+        _positive(self, "batch_size", "end_epoch", "lr_factor", "epoch_factor", "lr_scale_max", "long_cycle_min_frames")
         _positive(self, "warmup_epochs", "min_lr", allow_zero=True)
         _choice(self, "lr_schedule", ("multistep", "cosine"))
         if self.lr_scale_max is not None and self.lr_scale_max < 1:

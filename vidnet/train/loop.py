@@ -147,6 +147,7 @@ def train(
         lr_steps=cfg.schedule.lr_steps, end_epoch=cfg.schedule.end_epoch,
         long_cycle=cfg.schedule.long_cycles, short_cycle=cfg.schedule.short_cycles,
         epoch_factor=cfg.schedule.epoch_factor, lr_scale_max=cfg.schedule.lr_scale_max,
+        min_frames=cfg.schedule.long_cycle_min_frames,
     )
     multigrid = cfg.schedule.long_cycles or cfg.schedule.short_cycles
     # Multigrid's small per-GPU batches get batch statistics from every process (Wu et al. use SyncBN when the

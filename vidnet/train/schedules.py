@@ -200,6 +200,7 @@ class MultigridSchedule:
         short_cycle: bool = False,
         epoch_factor: float = 1.5,
         lr_scale_max: float | None = None,
+        min_frames: int = 1,
     ) -> MultigridSchedule:
         """Plan a run.
 
@@ -214,6 +215,8 @@ class MultigridSchedule:
             epoch_factor: Multigrid epochs over base epochs (long cycle only).
             lr_scale_max: Cap of the long cycle's learning-rate multiplier (linear scaling gives x8, x4, x2);
                 None keeps the paper's linear rule. The batch shapes are not changed.
+            min_frames: Leave out the long-cycle stages whose clips would be shorter than this (1 keeps all four;
+                with T = 8, 4 drops the T/4 = 2-frame stage). The base stage is always kept.
         """
         h, w = size
         base = Shape(batch, frames, h, w)
@@ -226,13 +229,14 @@ class MultigridSchedule:
                 f"learning-rate stage and the last stage becomes the fine-tune at the base shape (got {list(steps)} "
                 f"with --end-epoch {end_epoch})"
             )
+        cycle = [(b, t, s) for b, t, s in LONG_CYCLE if b == 1 or max(1, round(frames * t)) >= min_frames]
         longs = [
             Shape(batch * b, max(1, round(frames * t)), even(h * s), even(w * s),
                   lr_scale=float(b) if lr_scale_max is None else min(float(b), lr_scale_max))
-            for b, t, s in LONG_CYCLE
+            for b, t, s in cycle
         ]
         short_mean = sum(b for b, _ in SHORT_CYCLE) / len(SHORT_CYCLE) if short_cycle else 1.0
-        avg = [b * short_mean for b, _, _ in LONG_CYCLE]
+        avg = [b * short_mean for b, _, _ in cycle]
         ends = stage_end_epochs((0, *steps), end_epoch, avg, epoch_factor)
         stages, start = [], 0
         for i, (lr_stage, k, end) in enumerate(ends):
