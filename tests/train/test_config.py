@@ -34,6 +34,7 @@ BASE = {"network": "mtnet_xs", "dataset": "data"}
         ({"bn_sub_batch": "sometimes"}, "--bn-sub-batch"),
         ({"bn_sub_batch": 0}, "--bn-sub-batch"),
         ({"lr_scale_max": 0.5}, "--lr-scale-max"),
+        ({"long_cycle_min_frames": 0}, "--long-cycle-min-frames"),
     ],
 )
 def test_validation_names_the_flag(extra, message):

@@ -145,3 +145,23 @@ def test_sample_dataset_schedule(stages, per_epoch):
         sampler.set_epoch(epoch)
         counts.append(len(sampler))
     assert counts == per_epoch and sum(counts) == 322
+
+
+@pytest.mark.parametrize(
+    ("frames", "min_frames", "long_batches", "ends"),
+    [
+        (8, 1, [32, 16, 8, 4], [7, 11, 13, 14, 19, 21, 22, 23, 24]),
+        (8, 2, [32, 16, 8, 4], [7, 11, 13, 14, 19, 21, 22, 23, 24]),
+        (8, 4, [16, 8, 4], [8, 12, 13, 18, 21, 22, 24]),  # the 2-frame stage is left out
+        (8, 8, [4], [12, 20, 24]),  # only the base stage (with the short cycle), then the fine-tune
+        (16, 4, [32, 16, 8, 4], [7, 11, 13, 14, 19, 21, 22, 23, 24]),  # T/4 = 4 frames is kept
+    ],
+)
+def test_long_cycle_min_frames(frames, min_frames, long_batches, ends):
+    plan = MultigridSchedule.create(batch=4, frames=frames, size=(72, 96), lr_steps=(8, 13), end_epoch=16,
+                                    long_cycle=True, short_cycle=True, lr_scale_max=2.0, min_frames=min_frames)
+    assert [s.end for s in plan.stages] == ends
+    first = [s.shape.batch for s in plan.stages if s.lr_stage == 0]
+    assert first == long_batches
+    assert all(s.shape.frames >= min(min_frames, frames) for s in plan.stages)
+    assert plan.stages[-1].shape == Shape(4, frames, 72, 96, 1.0) and not plan.stages[-1].short_cycle
