@@ -31,6 +31,10 @@ BASE = {"network": "mtnet_xs", "dataset": "data"}
         ({"resume": "auto", "resume_epoch": 3}, "--resume-epoch"),
         ({"lr_base": 0}, "--lr-base"),
         ({"clip_lenght": 8}, "unknown option --clip-lenght"),
+        ({"bn_sub_batch": "sometimes"}, "--bn-sub-batch"),
+        ({"bn_sub_batch": 0}, "--bn-sub-batch"),
+        ({"lr_scale_max": 0.5}, "--lr-scale-max"),
+        ({"long_cycle_min_frames": 0}, "--long-cycle-min-frames"),
     ],
 )
 def test_validation_names_the_flag(extra, message):

@@ -134,3 +134,15 @@ def test_out_of_memory_suggests_a_smaller_batch(tmp_path):
 def test_too_few_clips_for_a_batch(tmp_path):
     with pytest.raises(VidnetError, match="epoch 0 has no full batch: 3 clips over 1 process"):
         run(make_cfg(tmp_path), n=3)
+
+
+@pytest.mark.parametrize(("cycles", "setting", "expected"), [(True, "auto", 2), (False, "auto", None),
+                                                             (True, "off", None), (False, "3", 3)])
+def test_sub_batch_norm_is_switched_on_with_multigrid(tmp_path, cycles, setting, expected):
+    from vidnet.train.sub_batch_norm import SubBatchNorm3d
+
+    model = TinyNet()
+    run(make_cfg(tmp_path, batch_size=2, short_cycles=cycles, end_epoch=1, lr_steps=[], bn_sub_batch=setting,
+                 max_steps=2), n=24, val=0, model=model)
+    subs = [m.sub_batch for m in model.modules() if isinstance(m, SubBatchNorm3d)]
+    assert subs == ([] if expected is None else [expected] * len(subs)) and (expected is None or subs)

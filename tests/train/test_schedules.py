@@ -108,3 +108,60 @@ def test_long_cycle_needs_lr_steps():
 
 def test_even():
     assert [even(x) for x in (79.0, 79.2, 111.7, 158.39, 1, 0.2)] == [80, 80, 112, 158, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("cap", "scales"),
+    [(None, [8.0, 4.0, 2.0, 1.0]), (2.0, [2.0, 2.0, 2.0, 1.0]), (4.0, [4.0, 4.0, 2.0, 1.0])],
+)
+def test_lr_scale_max_caps_the_long_cycle_multiplier_only(cap, scales):
+    plan = _plan(long_cycle=True, short_cycle=True, lr_scale_max=cap)
+    uncapped = _plan(long_cycle=True, short_cycle=True)
+    assert [s.shape.lr_scale for s in plan.stages[:4]] == scales
+    assert [s.shape.lr_scale for s in plan.stages[4:8]] == scales  # every learning-rate stage's long cycle
+    # Shapes and stage lengths are those of the linear rule: the cap changes the learning rate alone.
+    assert [(s.start, s.end) for s in plan.stages] == [(s.start, s.end) for s in uncapped.stages]
+    assert [(s.batch, s.frames, s.height) for s in (plan.shape(0, i) for i in range(3))] == TABLE[0]
+    assert {plan.shape(0, i).lr_scale for i in range(3)} == {scales[0]}
+    assert plan.shape(plan.end_epoch - 1, 0).lr_scale == 1.0
+
+
+@pytest.mark.parametrize(
+    ("stages", "per_epoch"),
+    # The sample-dataset run of docs/train.md: B=4, 8x72x96, --end-epoch 16 --lr-steps 8,13, 360 clips.
+    [((7, 11, 13, 14, 19, 21, 22, 23, 24), [4] * 7 + [9] * 4 + [18] * 2 + [38] + [4] * 5 + [9] * 2 + [18, 38, 90])],
+)
+def test_sample_dataset_schedule(stages, per_epoch):
+    from vidnet.train.multigrid import MultigridBatchSampler
+
+    plan = MultigridSchedule.create(batch=4, frames=8, size=(72, 96), lr_steps=(8, 13), end_epoch=16, long_cycle=True,
+                                    short_cycle=True, lr_scale_max=2.0)
+    assert tuple(s.end for s in plan.stages) == stages
+    assert [(plan.shape(0, i).batch, plan.shape(0, i).frames, plan.shape(0, i).height, plan.shape(0, i).width)
+            for i in range(3)] == [(128, 2, 24, 34), (64, 2, 36, 48), (32, 2, 50, 68)]
+    sampler = MultigridBatchSampler(360, plan.shape)
+    counts = []
+    for epoch in range(plan.end_epoch):
+        sampler.set_epoch(epoch)
+        counts.append(len(sampler))
+    assert counts == per_epoch and sum(counts) == 322
+
+
+@pytest.mark.parametrize(
+    ("frames", "min_frames", "long_batches", "ends"),
+    [
+        (8, 1, [32, 16, 8, 4], [7, 11, 13, 14, 19, 21, 22, 23, 24]),
+        (8, 2, [32, 16, 8, 4], [7, 11, 13, 14, 19, 21, 22, 23, 24]),
+        (8, 4, [16, 8, 4], [8, 12, 13, 18, 21, 22, 24]),  # the 2-frame stage is left out
+        (8, 8, [4], [12, 20, 24]),  # only the base stage (with the short cycle), then the fine-tune
+        (16, 4, [32, 16, 8, 4], [7, 11, 13, 14, 19, 21, 22, 23, 24]),  # T/4 = 4 frames is kept
+    ],
+)
+def test_long_cycle_min_frames(frames, min_frames, long_batches, ends):
+    plan = MultigridSchedule.create(batch=4, frames=frames, size=(72, 96), lr_steps=(8, 13), end_epoch=16,
+                                    long_cycle=True, short_cycle=True, lr_scale_max=2.0, min_frames=min_frames)
+    assert [s.end for s in plan.stages] == ends
+    first = [s.shape.batch for s in plan.stages if s.lr_stage == 0]
+    assert first == long_batches
+    assert all(s.shape.frames >= min(min_frames, frames) for s in plan.stages)
+    assert plan.stages[-1].shape == Shape(4, frames, 72, 96, 1.0) and not plan.stages[-1].short_cycle

@@ -125,6 +125,15 @@ def train(
             panel=_MODEL,
         ),
     ] = None,
+    bn_sub_batch: Annotated[
+        str | None,
+        _opt(
+            "--bn-sub-batch",
+            help="BatchNorm statistics over groups of this many clips when the batch is larger: auto (groups of "
+            "--batch-size with multigrid), off, or a number.",
+            panel=_MODEL,
+        ),
+    ] = None,
     optimizer: Annotated[str | None, _opt("--optimizer", help="sgd or adamw.", panel=_OPTIM)] = None,
     lr_base: Annotated[
         float | None, _opt("--lr-base", help="Peak learning rate (default 0.1 for SGD, 1e-3 for AdamW).", panel=_OPTIM)
@@ -161,6 +170,16 @@ def train(
     ] = None,
     epoch_factor: Annotated[
         float | None, _opt("--epoch-factor", help="Long cycle: epochs x this.", panel=_SCHED)
+    ] = None,
+    lr_scale_max: Annotated[
+        float | None,
+        _opt("--lr-scale-max", help="Long cycle: cap of the learning-rate multiplier (default: x8/x4/x2 uncapped).",
+             panel=_SCHED),
+    ] = None,
+    long_cycle_min_frames: Annotated[
+        int | None,
+        _opt("--long-cycle-min-frames", help="Long cycle: leave out stages with clips shorter than this.",
+             panel=_SCHED),
     ] = None,
     gpus: Annotated[
         str | None,

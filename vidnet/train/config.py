@@ -137,8 +137,14 @@ class ModelConfig:
     sync_bn: bool | None = None
     """SyncBatchNorm across processes; None: on when multigrid runs on several processes, as the paper does
     when the per-GPU batch gets small."""
+    bn_sub_batch: str = "auto"
+    """BatchNorm statistics over groups of N clips when the batch is larger (`SubBatchNorm3d`): ``auto`` uses
+    groups of --batch-size with multigrid (unless SyncBatchNorm is on), ``off`` never, or a number N."""
 
     def __post_init__(self) -> None:
+        self.bn_sub_batch = str(self.bn_sub_batch).strip().lower()
+        if self.bn_sub_batch not in ("auto", "off") and not (self.bn_sub_batch.isdigit() and int(self.bn_sub_batch)):
+            raise _bad("bn_sub_batch", self.bn_sub_batch, "give auto, off or a positive number of clips")
         if self.fine_tune and not self.pretrained_3d:
             raise _bad("fine_tune", True, "needs --pretrained-3d (the weights to fine-tune)")
 
@@ -207,14 +213,22 @@ class ScheduleConfig:
     """Multigrid short cycle (batch x4/x2/x1 at crop /2, /sqrt2, x1) every three iterations."""
     epoch_factor: float = 1.5
     """With --long-cycles: multigrid epochs over base epochs."""
+    lr_scale_max: float | None = None
+    """With --long-cycles: cap of the learning-rate multiplier (linear scaling gives x8, x4, x2 with the batch);
+    None keeps the paper's linear rule. Small datasets with few iterations per stage need a cap (docs/train.md)."""
+    long_cycle_min_frames: int = 1
+    """With --long-cycles: leave out the long-cycle stages whose clips would be shorter than this many frames
+    (1 keeps the paper's four; with --clip-length 8, 4 drops the 2-frame stage)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.lr_steps, str):
             self.lr_steps = tuple(int(s) for s in self.lr_steps.strip("[]() ").replace(" ", "").split(",") if s)
         self.lr_steps = tuple(int(s) for s in self.lr_steps)
-        _positive(self, "batch_size", "end_epoch", "lr_factor", "epoch_factor")
+        _positive(self, "batch_size", "end_epoch", "lr_factor", "epoch_factor", "lr_scale_max", "long_cycle_min_frames")
         _positive(self, "warmup_epochs", "min_lr", allow_zero=True)
         _choice(self, "lr_schedule", ("multistep", "cosine"))
+        if self.lr_scale_max is not None and self.lr_scale_max < 1:
+            raise _bad("lr_scale_max", self.lr_scale_max, "must be at least 1 (the base shape's multiplier)")
         if list(self.lr_steps) != sorted(set(self.lr_steps)) or any(s <= 0 for s in self.lr_steps):
             raise _bad("lr_steps", list(self.lr_steps), "must be distinct positive epochs in ascending order")
         if self.long_cycles and (not self.lr_steps or self.lr_steps[-1] >= self.end_epoch):

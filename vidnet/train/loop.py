@@ -34,6 +34,7 @@ from vidnet.train.config import TrainConfig
 from vidnet.train.hooks import ConsoleSink, CSVSink, Sinks, TensorBoardSink
 from vidnet.train.multigrid import MultigridBatchSampler
 from vidnet.train.schedules import MultigridSchedule, lr_at
+from vidnet.train.sub_batch_norm import convert_sub_batch_norm, resolve_sub_batch
 
 __all__ = ["train", "TrainResult", "build_optimizer", "run_folder", "evaluate", "augment_transforms", "MEAN", "STD"]
 
@@ -156,7 +157,8 @@ def train(
         batch=cfg.schedule.batch_size, frames=cfg.data.clip_length, size=cfg.data.clip_size,
         lr_steps=cfg.schedule.lr_steps, end_epoch=cfg.schedule.end_epoch,
         long_cycle=cfg.schedule.long_cycles, short_cycle=cfg.schedule.short_cycles,
-        epoch_factor=cfg.schedule.epoch_factor,
+        epoch_factor=cfg.schedule.epoch_factor, lr_scale_max=cfg.schedule.lr_scale_max,
+        min_frames=cfg.schedule.long_cycle_min_frames,
     )
     multigrid = cfg.schedule.long_cycles or cfg.schedule.short_cycles
     # Multigrid's small per-GPU batches get batch statistics from every process (Wu et al. use SyncBN when the
@@ -167,6 +169,11 @@ def train(
         raise UsageError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on CUDA only)")
     if sync_bn and dist.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # Sub-batch BN: the multigrid batches (up to 32B) take their BatchNorm statistics over groups of B clips.
+    sub_batch = resolve_sub_batch(cfg.model.bn_sub_batch, base_batch=cfg.schedule.batch_size, multigrid=multigrid,
+                                  sync_bn=bool(sync_bn and dist.distributed))
+    if sub_batch is not None:
+        model = convert_sub_batch_norm(model, sub_batch)
 
     # Optimizer, gradient scaler (fp16 only), EMA, learning-rate function.
     optimizer = build_optimizer(model, cfg, num_classes=num_classes)

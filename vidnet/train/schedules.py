@@ -10,7 +10,7 @@ Multigrid follows Wu et al., "A Multigrid Method for Efficiently Training Video 
 * **Long cycle**: each learning-rate stage of the base schedule is split into four stages of shape
   (8B, T/4, S/sqrt2), (4B, T/2, S/sqrt2), (2B, T/2, S), (B, T, S), with epochs in proportion to the batch
   so that each long-cycle stage takes about the same number of iterations. The learning rate is scaled
-  with the long-cycle batch (linear scaling rule).
+  with the long-cycle batch (linear scaling rule), optionally capped (``lr_scale_max``).
 * **Short cycle**: inside a long-cycle stage of shape (b, t, s) the iterations cycle through
   (4b, t, s/2), (2b, t, s/sqrt2), (b, t, s); the learning rate is not changed by the short cycle.
   The factors are applied to the current long-cycle shape, so they stay [4, 2, 1] in every stage
@@ -83,7 +83,7 @@ class Stage:
     lr_stage: int
     """Index of the base schedule's learning-rate stage (0 before the first step)."""
     shape: Shape
-    """Long-cycle shape (before the short cycle), with ``lr_scale`` = its batch factor."""
+    """Long-cycle shape (before the short cycle), with ``lr_scale`` = its batch factor (or the cap)."""
     start: int
     end: int
     short_cycle: bool
@@ -199,6 +199,8 @@ class MultigridSchedule:
         long_cycle: bool = False,
         short_cycle: bool = False,
         epoch_factor: float = 1.5,
+        lr_scale_max: float | None = None,
+        min_frames: int = 1,
     ) -> MultigridSchedule:
         """Plan a run.
 
@@ -211,6 +213,10 @@ class MultigridSchedule:
             long_cycle: Use the long cycle (needs at least one learning-rate step).
             short_cycle: Use the short cycle.
             epoch_factor: Multigrid epochs over base epochs (long cycle only).
+            lr_scale_max: Cap of the long cycle's learning-rate multiplier (linear scaling gives x8, x4, x2);
+                None keeps the paper's linear rule. The batch shapes are not changed.
+            min_frames: Leave out the long-cycle stages whose clips would be shorter than this (1 keeps all four;
+                with T = 8, 4 drops the T/4 = 2-frame stage). The base stage is always kept.
         """
         h, w = size
         base = Shape(batch, frames, h, w)
@@ -223,12 +229,14 @@ class MultigridSchedule:
                 f"learning-rate stage and the last stage becomes the fine-tune at the base shape (got {list(steps)} "
                 f"with --end-epoch {end_epoch})"
             )
+        cycle = [(b, t, s) for b, t, s in LONG_CYCLE if b == 1 or max(1, round(frames * t)) >= min_frames]
         longs = [
-            Shape(batch * b, max(1, round(frames * t)), even(h * s), even(w * s), lr_scale=float(b))
-            for b, t, s in LONG_CYCLE
+            Shape(batch * b, max(1, round(frames * t)), even(h * s), even(w * s),
+                  lr_scale=float(b) if lr_scale_max is None else min(float(b), lr_scale_max))
+            for b, t, s in cycle
         ]
         short_mean = sum(b for b, _ in SHORT_CYCLE) / len(SHORT_CYCLE) if short_cycle else 1.0
-        avg = [s.lr_scale * short_mean for s in longs]
+        avg = [b * short_mean for b, _, _ in cycle]
         ends = stage_end_epochs((0, *steps), end_epoch, avg, epoch_factor)
         stages, start = [], 0
         for i, (lr_stage, k, end) in enumerate(ends):
