@@ -288,7 +288,10 @@ def test_empty_video_raises():
 
 @pytest.mark.parametrize(("text", "value"), [("4", 4), ("1,2,4", (1, 2, 4)), ("2-4", range(2, 5)), (" 3 ", 3)])
 def test_parse_interval(text, value):
+    from vidnet.data.sampling import format_interval
+
     assert parse_interval(text) == value
+    assert parse_interval(format_interval(value)) == value and format_interval(value) == text.strip()
 
 
 def test_samplers_are_hashable_and_picklable():

@@ -56,7 +56,7 @@ from vidnet._log import get_logger
 from vidnet._mp import process_pool
 from vidnet.data.dataset import VideoClipDataset, decode_size
 from vidnet.data.index import IndexRow
-from vidnet.data.sampling import RandomClip
+from vidnet.data.sampling import RandomClip, format_interval
 from vidnet.data.store import STORE_NAME, FrameStore, decode_frames, decode_jpeg, jpeg_size
 from vidnet.data.transforms import ClipEval, EvalConfig
 from vidnet.errors import ClipError, CorruptFrameError, UsageError, VidnetError
@@ -559,7 +559,7 @@ def run_benchmark(
                        max_open=opts.max_open, **kwargs.get(fmt, {}))
 
         report = BenchmarkReport(str(root), len(rows), frames_total / len(rows), stored_size, video_source,
-                                 max_open=base.max_open, frame_interval=_interval_text(opts.frame_interval))
+                                 max_open=base.max_open, frame_interval=format_interval(opts.frame_interval))
         per_frame = {f: disk[f] / (frames_total / len(rows)) for f in disk}
         for shape in opts.shapes:
             for workers in opts.workers:
@@ -600,15 +600,6 @@ def run_benchmark(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _interval_text(interval: int | Sequence[int]) -> str:
-    """A frame interval as the command line writes it: 2, 1,3 or 2-4."""
-    if isinstance(interval, range):
-        return f"{interval.start}-{interval.stop - 1}"
-    if isinstance(interval, Sequence):
-        return ",".join(map(str, interval))
-    return str(interval)
 
 
 def _targets(report: BenchmarkReport) -> list[dict[str, Any]]:

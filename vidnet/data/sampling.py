@@ -44,6 +44,7 @@ __all__ = [
     "WholeVideo",
     "worker_rng",
     "parse_interval",
+    "format_interval",
 ]
 
 ShortPolicy = Literal["loop", "pad"]
@@ -339,6 +340,15 @@ def worker_rng(
         if isinstance(value, bool) or int(value) != value or value < 0:
             raise UsageError(f"worker_rng: {name} must be a non-negative integer, got {value!r}")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([tag, int(base_seed), int(epoch), int(key)])))
+
+
+def format_interval(interval: int | Sequence[int]) -> str:
+    """The inverse of `parse_interval`: 2, (1, 3) and range(2, 5) are written "2", "1,3" and "2-4"."""
+    if isinstance(interval, range):
+        return f"{interval.start}-{interval.stop - 1}"
+    if isinstance(interval, Sequence):
+        return ",".join(map(str, interval))
+    return str(interval)
 
 
 def parse_interval(text: str) -> int | tuple[int, ...] | range:
