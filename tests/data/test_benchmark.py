@@ -116,3 +116,14 @@ def test_benchmark_io_rejects_bad_options(tiny_dataset):
     assert result.exit_code == 2 and "tiff" in result.output
     result = CliRunner().invoke(app, ["benchmark-io", str(tiny_dataset), "--frame-interval", "two"])
     assert result.exit_code == 2 and "frame interval 'two'" in result.output
+
+
+def test_target_values_never_print_across_the_threshold():
+    from vidnet.cli.bench import shown_value
+
+    assert shown_value(0.9961, 1.0) == "0.996"  # would print "1.00" next to "not met"
+    assert shown_value(0.9496, 0.95) == "0.9496"
+    assert shown_value(0.9449, 0.95) == "0.94"
+    assert shown_value(1.004, 1.0) == "1.00"
+    assert shown_value(0.97, 0.95) == "0.97"
+    assert shown_value(2.06, 1.7) == "2.06"

@@ -17,6 +17,16 @@ from vidnet.cli._progress import console as err_console
 from vidnet.errors import UsageError
 
 
+
+def shown_value(value: float, need: float) -> str:
+    """``value`` with two decimals, or more where two would round it onto the other side of ``need``
+    (0.996 against >= 1.0 prints as 0.996, not as a failing 1.00)."""
+    for digits in range(2, 7):
+        text = f"{value:.{digits}f}"
+        if (float(text) >= need) == (value >= need):
+            break
+    return text
+
 def _colour(ratio: float | None, green: float, yellow: float) -> str:
     if ratio is None:
         return "white"
@@ -130,7 +140,7 @@ def benchmark_io(
         lower_is_better = "RSS" in t["target"]
         colour = "green" if t["met"] else "red"
         verdict = "[green]met" if t["met"] else "[red]not met"
-        targets.add_row(t["target"], t["cell"], f"[{colour}]{t['value']:.2f}[/{colour}]",
+        targets.add_row(t["target"], t["cell"], f"[{colour}]{shown_value(t['value'], t['need'])}[/{colour}]",
                         f"{'<' if lower_is_better else '>='} {t['need']:g}", verdict)
     out.print(targets)
     if json_file is not None:

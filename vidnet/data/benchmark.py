@@ -537,7 +537,7 @@ def run_benchmark(
                 extra["video"] = {"files": files}
                 video_source = f"source videos in {opts.videos}"
                 continue
-            stage(f"writing the {kind} copy of {len(rows)} videos to {scratch / kind}")
+            stage(f"{kind} copy of {len(rows)} videos in {scratch / kind} (writing the ones not there yet)")
             suffix = {"jpg": "", "hdf5": ".h5", "video": ".mp4"}[kind]
             jobs = [(root / r.path, scratch / kind / f"{r.path}{suffix}") for r in rows]
             disk[kind] = sum(_build(kind, jobs, processes)) / len(rows)
