@@ -17,7 +17,6 @@ from vidnet.cli._progress import console as err_console
 from vidnet.errors import UsageError
 
 
-
 def shown_value(value: float, need: float) -> str:
     """``value`` with two decimals, or more where two would round it onto the other side of ``need``
     (0.996 against >= 1.0 prints as 0.996, not as a failing 1.00)."""
