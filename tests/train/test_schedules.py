@@ -165,3 +165,27 @@ def test_long_cycle_min_frames(frames, min_frames, long_batches, ends):
     assert first == long_batches
     assert all(s.shape.frames >= min(min_frames, frames) for s in plan.stages)
     assert plan.stages[-1].shape == Shape(4, frames, 72, 96, 1.0) and not plan.stages[-1].short_cycle
+
+
+@pytest.mark.parametrize(
+    ("epoch_factor", "ends", "steps"),
+    [
+        # docs/train.md, "Multigrid on the sample dataset": the logged stage tables and step counts of the runs
+        (1.5, [8, 12, 13, 18, 21, 22, 24], 499),
+        (1.7, [9, 13, 15, 21, 23, 25, 27], 575),
+        (1.8, [9, 14, 16, 22, 25, 26, 29], 663),  # the recipe: a 3-epoch fine-tune stage, as the base's last stage
+    ],
+)
+def test_sample_recipe_epoch_factors(epoch_factor, ends, steps):
+    plan = MultigridSchedule.create(batch=4, frames=8, size=(72, 96), lr_steps=(8, 13), end_epoch=16,
+                                    long_cycle=True, short_cycle=True, lr_scale_max=2.0, min_frames=4,
+                                    epoch_factor=epoch_factor)
+    assert [s.end for s in plan.stages] == ends
+    from vidnet.train.multigrid import MultigridBatchSampler
+
+    sampler = MultigridBatchSampler(360, plan.shape)  # 360 training clips
+    total = 0
+    for epoch in range(plan.end_epoch):
+        sampler.set_epoch(epoch)
+        total += len(sampler)
+    assert total == steps
