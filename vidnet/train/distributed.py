@@ -71,9 +71,16 @@ def setup(gpus: int) -> DistInfo:
     return DistInfo(rank, local_rank, world, device)
 
 
-def cleanup() -> None:
-    """Leave the process group (if any)."""
+def cleanup(*, wait: bool = False) -> None:
+    """Leave the process group (if any).
+
+    Args:
+        wait: Meet every other process at a barrier first (the normal end of a run), so that no process tears
+            its connections down while a peer still uses them.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -267,6 +267,7 @@ def train(
     result = TrainResult(run_dir=run_dir, epochs=start_epoch, steps=step, best_top1=best_top1)
     accumulate = cfg.optim.accumulate
     bad_losses = 0
+    failed = False
     try:
         for epoch in range(start_epoch, plan.end_epoch):
             first = start_iter if epoch == start_epoch else 0
@@ -401,11 +402,17 @@ def train(
             result.epochs, result.steps, result.best_top1 = epoch + 1, step, best_top1
             if result.stopped:
                 return result
+    except BaseException:
+        failed = True
+        raise
     finally:
         signal.signal(signal.SIGINT, previous_handler) if previous_handler is not None else None
         sinks.close()
         result.wall_s = time.perf_counter() - t_start
-        distributed.cleanup()
+        # On a normal end every process waits for the others (rank 0 may still be writing a checkpoint) before
+        # the group is torn down: gloo aborts a process whose peer closes the connection under it. After an
+        # error the others may never arrive, so no wait then.
+        distributed.cleanup(wait=not failed)
     return result
 
 
