@@ -26,6 +26,7 @@ def shown_value(value: float, need: float) -> str:
             break
     return text
 
+
 def _colour(ratio: float | None, green: float, yellow: float) -> str:
     if ratio is None:
         return "white"

@@ -57,9 +57,9 @@ from vidnet._mp import process_pool
 from vidnet.data.dataset import VideoClipDataset, decode_size
 from vidnet.data.index import IndexRow
 from vidnet.data.sampling import RandomClip, format_interval
-from vidnet.data.store import STORE_NAME, FrameStore, decode_frames, decode_jpeg, jpeg_size
+from vidnet.data.store import STORE_NAME, FrameStore, decode_jpeg
 from vidnet.data.transforms import ClipEval, EvalConfig
-from vidnet.errors import ClipError, CorruptFrameError, UsageError, VidnetError
+from vidnet.errors import ClipError, UsageError, VidnetError
 
 __all__ = [
     "FORMATS",
@@ -240,11 +240,8 @@ def _decode_jpegs(ds: VideoClipDataset, row: IndexRow, frames: np.ndarray, out: 
     unique = sorted(set(frames.tolist()))
     by_frame = dict(zip(unique, blobs(unique), strict=True))
     ordered = [by_frame[i] for i in frames.tolist()]
-    try:
-        min_size = ds.decode_size(jpeg_size(ordered[0]), out)
-        return decode_frames(Path(row.path), frames, ordered, min_size)
-    except CorruptFrameError as err:
-        raise ClipError(f"{row.path}: corrupt frame ({err})", video=row.path, reason="corrupt") from None
+    with ds._clip_errors(row):
+        return ds.decode_blobs(Path(row.path), frames, ordered, out)
 
 
 class _SqliteDataset(VideoClipDataset):

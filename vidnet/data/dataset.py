@@ -467,8 +467,13 @@ class VideoClipDataset(Dataset):
                 name = self._video_name(row)
                 raise ClipError(f"{name}: store holds {store.n_frames} frames, index.csv says {row.n_frames}",
                                 video=name, reason="short")
-            min_size = self.decode_size(jpeg_size(blobs[0]), out) if blobs else None
-            return decode_frames(store.path, frames, blobs, min_size)
+            return self.decode_blobs(store.path, frames, blobs, out)
+
+    def decode_blobs(self, path: Path, frames: np.ndarray, blobs: Sequence[bytes], out: Size) -> np.ndarray:
+        """Decode a clip's JPEG bytes (``blobs[i]`` holds frame ``frames[i]``; ``path`` names them in errors):
+        each distinct frame once, at a reduced scale when the transform's output ``out`` allows it."""
+        min_size = self.decode_size(jpeg_size(blobs[0]), out) if len(blobs) else None
+        return decode_frames(path, frames, blobs, min_size)
 
     def _load(self, index: int, rng: np.random.Generator, num_frames: int, size: Size) -> tuple[np.ndarray, np.ndarray]:
         frames = np.asarray(self.sampler.sample(self.n_frames(index), num_frames, rng), dtype=np.int64)

@@ -415,9 +415,8 @@ class ClipReader:
                 (n,) = self._con.execute("SELECT value FROM meta WHERE key = 'n_frames'").fetchone()
                 self.n_frames = int(n)
             except (sqlite3.DatabaseError, TypeError, ValueError):
-                self._fall_back()
-                self.n_frames = len(self._foreign)  # type: ignore[arg-type]
-        return self.n_frames
+                self._fall_back()  # sets n_frames
+        return self.n_frames  # type: ignore[return-value]
 
     def _fall_back(self) -> FrameStore:
         if self._foreign is None:

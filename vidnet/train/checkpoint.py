@@ -130,6 +130,24 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return found[-1][2] if found else None
 
 
+def apply_architecture(model: nn.Module, obj: Any, path: str | os.PathLike) -> None:
+    """Resize ``model`` to the channel counts of a structurally pruned model's checkpoint ``obj`` (its
+    ``architecture`` entry, see `vidnet.network.compress.apply_channel_spec`); nothing when it has none.
+
+    Raises:
+        CheckpointError: the recorded channel counts do not fit the model (naming ``path``).
+    """
+    if not (isinstance(obj, dict) and isinstance(obj.get("architecture"), dict)):
+        return
+    from vidnet.errors import UsageError
+    from vidnet.network.compress import apply_channel_spec
+
+    try:
+        apply_channel_spec(model, obj["architecture"])
+    except UsageError as err:
+        raise CheckpointError(f"{path}: pruned architecture does not fit the model: {err}") from None
+
+
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """Copy the weights of ``path`` whose names and shapes match ``model`` (non-strict initialisation).
 
@@ -155,14 +173,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> tuple[list[str
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: no state dict inside")
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
-    if isinstance(obj.get("architecture"), dict):
-        from vidnet.errors import UsageError
-        from vidnet.network.compress import apply_channel_spec
-
-        try:
-            apply_channel_spec(model, obj["architecture"])
-        except UsageError as err:
-            raise CheckpointError(f"{path}: pruned architecture does not fit the model: {err}") from None
+    apply_architecture(model, obj, path)
     own = model.state_dict()
     fits = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not fits:

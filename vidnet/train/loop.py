@@ -144,10 +144,8 @@ def train(
         missing, skipped = ckpt_io.load_pretrained(model, cfg.model.pretrained_3d)
         log.info(f"pretrained weights from {cfg.model.pretrained_3d}: {len(missing)} model weights left as "
                  f"initialised{': ' + ', '.join(missing[:6]) if missing else ''}; {len(skipped)} skipped")
-    if resume_state is not None and isinstance(resume_state.get("architecture"), dict):
-        from vidnet.network.compress import apply_channel_spec
-
-        apply_channel_spec(model, resume_state["architecture"])
+    if resume_state is not None:
+        ckpt_io.apply_architecture(model, resume_state, resume_path)
     architecture = _pruned_architecture(model, cfg, num_classes, given=given_model)
     model.to(device)
     teacher = _load_teacher(cfg, labels, num_classes, device) if cfg.distill.teacher else None
@@ -302,8 +300,7 @@ def train(
                         if teacher is None:
                             loss = criterion(logits.float(), y)
                         else:
-                            with torch.no_grad():
-                                soft = teacher(x)
+                            soft = teacher(x)  # no graph: the teacher runs under no_grad
                             loss = distillation_loss(logits.float(), soft.float(), y, cfg.distill.distill_alpha,
                                                      cfg.distill.distill_temperature,
                                                      label_smoothing=cfg.optim.label_smoothing)
@@ -397,7 +394,7 @@ def train(
                 if metrics["top1"] > best_top1:
                     best_top1 = metrics["top1"]
                     save(epoch + 1, 0, name="best.pth")
-            if (epoch + 1) % cfg.run.save_frequency == 0 or last or result.stopped:
+            if (epoch + 1) % cfg.run.save_frequency == 0 or last:
                 save(epoch + 1, 0)
             result.epochs, result.steps, result.best_top1 = epoch + 1, step, best_top1
             if result.stopped:
