@@ -3,6 +3,7 @@ a training run's curves and summary."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -104,18 +105,15 @@ def test_command(
             n, k = (1, 1) if name == "clip" else (clips, crops)
             ds = make_dataset(dataset, split, em, clips=n, crops=k)
             what = f"{n}x{k} views"
+            predict = predict_dataset
         else:
             ds = make_sequence_dataset(dataset, split, em, mode=name)
             what = "every frame" if name == "frames" else "whole videos"
+            predict = functools.partial(predict_sequences, mode=name)
         with make_progress() as progress:
             task = progress.add_task(f"{name} ({what})", total=len(ds), info="")
             advance = lambda b, task=task: progress.advance(task, b)  # noqa: E731
-            if name in ("clip", "video"):
-                preds = predict_dataset(em, ds, batch_size=batch_size, workers=workers, device=device, amp=amp,
-                                        on_batch=advance)
-            else:
-                preds = predict_sequences(em, ds, mode=name, batch_size=batch_size, workers=workers, device=device,
-                                          amp=amp, on_batch=advance)
+            preds = predict(em, ds, batch_size=batch_size, workers=workers, device=device, amp=amp, on_batch=advance)
         results[name] = (preds, summarize(preds.log_probs(), preds.labels, ks=ks))
     names = em.class_names
     frames = f"{em.clip_length} frame{'s' * (em.clip_length != 1)}"

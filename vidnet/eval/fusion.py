@@ -48,7 +48,11 @@ def fuse_predictions(
             raise VidnetError(f"model {k + 1} has other classes than model 1")
         if set(m.video_ids) != set(order) or len(m.video_ids) != len(order):
             raise VidnetError(f"model {k + 1} covers other videos than model 1")
-        idx = np.array([m.video_ids.index(v) for v in first.video_ids]) if m.video_ids != first.video_ids else None
+        if m.video_ids != first.video_ids:
+            pos = {v: i for i, v in enumerate(m.video_ids)}
+            idx = np.array([pos[v] for v in first.video_ids])
+        else:
+            idx = None
         lp = m.log_probs() if idx is None else m.log_probs()[idx]
         labels = m.labels if idx is None else m.labels[idx]
         if not np.array_equal(labels, first.labels):

@@ -183,11 +183,15 @@ def view_transform(em: EvalModel, crops: int, *, hflip: bool = True) -> ClipEval
     return ClipEval(EvalConfig(crop_size=side, resize_short=side, crop="three"))
 
 
+def _sampler(em: EvalModel, clips: int) -> CentreClip | MultiClip:
+    """The temporal views of a protocol: the centre clip for ``clips=1``, else ``clips`` spread evenly."""
+    return CentreClip(interval=em.interval) if clips == 1 else MultiClip(num_clips=clips, interval=em.interval)
+
+
 def make_dataset(root: str | os.PathLike, split: str | None, em: EvalModel, *, clips: int = 1,
                  crops: int = 1) -> VideoClipDataset:
     """The dataset of one protocol: ``clips=crops=1`` is the centre clip, else ``clips x crops`` views."""
-    sampler = CentreClip(interval=em.interval) if clips == 1 else MultiClip(num_clips=clips, interval=em.interval)
-    ds = VideoClipDataset(root, split, num_frames=em.clip_length, size=em.clip_size, sampler=sampler,
+    ds = VideoClipDataset(root, split, num_frames=em.clip_length, size=em.clip_size, sampler=_sampler(em, clips),
                           return_meta=True)
     transform = view_transform(em, crops, hflip=ds.hflip)
     if transform is not None:
@@ -290,6 +294,36 @@ def _forward(em: EvalModel, clips: torch.Tensor, device: torch.device, chunk: in
     return torch.cat(out)
 
 
+def _collect(
+    em: EvalModel,
+    dataset: VideoClipDataset,
+    score: Callable[[torch.Tensor, torch.device], torch.Tensor],
+    *,
+    batch_size: int,
+    workers: int,
+    device: str | torch.device,
+    on_batch: Callable[[int], Any] | None,
+    what: str,
+) -> Predictions:
+    """`Predictions` of ``dataset`` in index order: ``score(clips, device) -> [videos, views, classes]`` per
+    loader batch of ``batch_size`` videos."""
+    device = torch.device(device)
+    em.model.to(device).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    ids: list[str] = []
+    labels: list[int] = []
+    logits: list[np.ndarray] = []
+    for batch in loader:
+        out = score(batch["clip"], device)
+        logits.append(out.numpy())
+        ids += list(batch["video_id"])
+        labels += [int(v) for v in batch["label"]]
+        if on_batch is not None:
+            on_batch(out.shape[0])
+    return Predictions(video_ids=ids, labels=np.array(labels, dtype=np.int64), class_names=list(em.class_names),
+                       logits=np.concatenate(logits).astype(np.float32), model=f"{em.network} {what}")
+
+
 @torch.no_grad()
 def predict_dataset(
     em: EvalModel,
@@ -310,26 +344,15 @@ def predict_dataset(
         amp: bfloat16 autocast.
         on_batch: called with the number of videos done in each batch (a progress bar).
     """
-    device = torch.device(device)
-    em.model.to(device).eval()
     probe = dataset[0]["clip"]
     views = probe.shape[0] if probe.dim() == 5 else 1
-    loader = DataLoader(dataset, batch_size=max(1, batch_size // views), shuffle=False, num_workers=workers)
-    ids: list[str] = []
-    labels: list[int] = []
-    logits: list[np.ndarray] = []
-    for batch in loader:
-        clip = batch["clip"]
-        b = clip.shape[0]
+
+    def score(clip: torch.Tensor, device: torch.device) -> torch.Tensor:
         flat = clip.reshape(-1, *clip.shape[-4:])
-        out = _forward(em, flat, device, batch_size, amp).reshape(b, views, -1)
-        logits.append(out.numpy())
-        ids += list(batch["video_id"])
-        labels += [int(v) for v in batch["label"]]
-        if on_batch is not None:
-            on_batch(b)
-    return Predictions(video_ids=ids, labels=np.array(labels, dtype=np.int64), class_names=list(em.class_names),
-                       logits=np.concatenate(logits).astype(np.float32), model=f"{em.network} {views} views")
+        return _forward(em, flat, device, batch_size, amp).reshape(clip.shape[0], views, -1)
+
+    return _collect(em, dataset, score, batch_size=max(1, batch_size // views), workers=workers, device=device,
+                    on_batch=on_batch, what=f"{views} views")
 
 
 @torch.no_grad()
@@ -352,27 +375,18 @@ def predict_sequences(
     """
     if mode not in ("frames", "sequence"):
         raise UsageError(f"mode must be 'frames' or 'sequence', got {mode!r}")
-    device = torch.device(device)
-    em.model.to(device).eval()
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers)
-    ids: list[str] = []
-    labels: list[int] = []
-    logits: list[np.ndarray] = []
-    for batch in loader:
-        clip = batch["clip"]  # [1, C, T, H, W], T = the video's sampled length
+
+    def score(clip: torch.Tensor, device: torch.device) -> torch.Tensor:
+        # clip: [1, C, T, H, W], T = the video's sampled length
         if mode == "frames":
             frames = clip[0].transpose(0, 1).unsqueeze(2)  # [T, C, 1, H, W]: every frame a clip of its own
             out = torch.log_softmax(_forward(em, frames, device, batch_size, amp).double(), dim=1).mean(dim=0)
         else:
             out = _forward(em, clip, device, 1, amp)[0]
-        logits.append(out.float().numpy()[None])
-        ids += list(batch["video_id"])
-        labels += [int(v) for v in batch["label"]]
-        if on_batch is not None:
-            on_batch(1)
+        return out.float()[None, None]
+
     what = "per-frame average" if mode == "frames" else "whole video"
-    return Predictions(video_ids=ids, labels=np.array(labels, dtype=np.int64), class_names=list(em.class_names),
-                       logits=np.stack(logits).astype(np.float32), model=f"{em.network} {what}")
+    return _collect(em, dataset, score, batch_size=1, workers=workers, device=device, on_batch=on_batch, what=what)
 
 
 @torch.no_grad()
@@ -396,8 +410,8 @@ def predict_frames(
     """
     if n_frames < 1:
         raise VidnetError("the video has no frames")
-    sampler = CentreClip(interval=em.interval) if clips == 1 else MultiClip(num_clips=clips, interval=em.interval)
-    index = np.asarray(sampler.sample(n_frames, em.clip_length, None), dtype=np.int64).reshape(-1, em.clip_length)
+    index = np.asarray(_sampler(em, clips).sample(n_frames, em.clip_length, None), dtype=np.int64)
+    index = index.reshape(-1, em.clip_length)
     decoded = read(index.reshape(-1))
     frames = decoded.reshape(*index.shape, *decoded.shape[1:])
     transform = view_transform(em, crops)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from vidnet.errors import UsageError
-from vidnet.network.cost import count_macs, model_cost
+from vidnet.network.cost import count_macs, count_parameters, model_cost
 
 __all__ = [
     "PUBLISHED",
@@ -63,7 +63,7 @@ PUBLISHED_NUM_CLASSES = 600
 
 def count_params(model: nn.Module) -> int:
     """:func:`vidnet.network.cost.count_parameters` plus the packed weights of quantized modules."""
-    n = sum(p.numel() for p in model.parameters())
+    n = count_parameters(model)
     for m in model.modules():
         # Quantized layers keep their weights packed, outside parameters(); `_weight_bias` unpacks them.
         # Quantized Linear wraps a packed-params child that has `_weight_bias` too: count the innermost only.

@@ -110,12 +110,8 @@ def read_state_dict(source: str | Path | Mapping) -> dict[str, torch.Tensor]:
         if not isinstance(value, torch.Tensor):
             continue
         key = str(key)
-        changed = True
-        while changed:
-            changed = False
-            for prefix in _PREFIXES:
-                if key.startswith(prefix):
-                    key, changed = key[len(prefix):], True
+        while key.startswith(_PREFIXES):
+            key = next(key.removeprefix(p) for p in _PREFIXES if key.startswith(p))
         out[key] = value
     if not out:
         raise VidnetError(f"{where}: no tensors found in the checkpoint")

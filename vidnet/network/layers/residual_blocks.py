@@ -13,7 +13,7 @@ both settings in the basic block.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn as nn
@@ -27,7 +27,7 @@ SRPlace = Literal["start", "top", "mid", "end", "skip", "final"]
 convolution, ``mid`` after the second, ``end`` after the third (bottleneck only), ``skip`` on the shortcut,
 ``final`` after the residual sum and activation (SRTG's placement)."""
 
-_PLACES = ("start", "top", "mid", "end", "skip", "final")
+_PLACES = get_args(SRPlace)
 
 
 def _inner_width(planes: int, groups: int, width_per_group: int) -> int:
@@ -101,7 +101,7 @@ class BasicBlock(_Block):
         mid = midplanes(inplanes, planes)
         if grouped_conv and (groups != 1 or width_per_group != 64):
             width = _inner_width(planes, groups, width_per_group)
-            mid = int(mid * width_per_group / 64) * groups
+            mid = _inner_width(mid, groups, width_per_group)
         else:
             width, groups = planes, 1
         kw = {"groups": groups, "norm_layer": norm_layer, "act_layer": act_layer}
@@ -147,7 +147,7 @@ class Bottleneck(_Block):
     ) -> None:
         super().__init__()
         width = _inner_width(planes, groups, width_per_group)
-        mid_width = int(midplanes(inplanes, planes) * width_per_group / 64) * groups
+        mid_width = _inner_width(midplanes(inplanes, planes), groups, width_per_group)
         kw = {"groups": groups if grouped_conv else 1, "norm_layer": norm_layer, "act_layer": act_layer}
         self.conv1 = nn.Sequential(nn.Conv3d(inplanes, width, 1, bias=False), norm_layer(width), act_layer())
         self.conv2 = nn.Sequential(conv_maker(width, width, mid_width, stride, **kw), norm_layer(width), act_layer())
