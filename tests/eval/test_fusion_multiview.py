@@ -17,7 +17,7 @@ from vidnet.eval.multiview import Predictions, load_eval_model
 
 
 def preds(logits, ids=("a", "b"), labels=(0, 1)):
-    return Predictions(video_ids=list(ids), labels=np.array(labels), class_names=["x", "y"],
+    return Predictions(keys=list(ids), labels=np.array(labels), class_names=["x", "y"],
                        logits=np.asarray(logits, dtype=np.float32))
 
 
@@ -33,8 +33,16 @@ def test_views_average_softmax_not_logits():
 def test_round_trip(tmp_path):
     p = preds(np.arange(12).reshape(2, 3, 2))
     q = Predictions.load(p.save(tmp_path / "p.npz"))
-    assert q.video_ids == p.video_ids and q.class_names == p.class_names
-    np.testing.assert_array_equal(q.logits, p.logits) and np.testing.assert_array_equal(q.labels, p.labels)
+    assert q.keys == p.keys and q.video_ids == p.video_ids and q.class_names == p.class_names
+    np.testing.assert_array_equal(q.logits, p.logits)
+    np.testing.assert_array_equal(q.labels, p.labels)
+    # Segments of one source video: one id, two keys, their times kept.
+    seg = Predictions(keys=["v_000000_000001", "v_000001_000002"], labels=np.array([0, 0]), class_names=["x", "y"],
+                      logits=np.zeros((2, 1, 2), np.float32), video_ids=["v", "v"], time_start=[0, 1], time_end=[1, 2])
+    back = Predictions.load(seg.save(tmp_path / "seg.npz"))
+    assert back.keys == seg.keys and back.video_ids == ["v", "v"]
+    np.testing.assert_array_equal(back.time_start, [0, 1])
+    np.testing.assert_array_equal(back.time_end, [1, 2])
     (tmp_path / "bad.npz").write_text("no")
     with pytest.raises(VidnetError, match="bad.npz: not a vidnet predictions file"):
         Predictions.load(tmp_path / "bad.npz")
@@ -50,7 +58,7 @@ def test_fusion_rules():
     prod = np.exp(fuse_predictions([a, b], method="logsum").log_probs())
     z = math.sqrt(0.9 * 0.3) + math.sqrt(0.1 * 0.7)
     np.testing.assert_allclose(prod[0], [math.sqrt(0.27) / z, math.sqrt(0.07) / z], rtol=1e-5)
-    # Videos are matched by id, whatever their order in each file.
+    # Videos are matched by key, whatever their order in each file.
     swapped = preds(b.logits[::-1], ids=("b", "a"), labels=(1, 0))
     np.testing.assert_allclose(np.exp(fuse_predictions([a, swapped]).log_probs()), mean, rtol=1e-5)
 
@@ -67,6 +75,29 @@ def test_fusion_rules():
 def test_fusion_rejects_mismatches(other, kw, err):
     with pytest.raises(err):
         fuse_predictions([preds(np.zeros((2, 1, 2))), other], **kw)
+
+
+def test_fusion_matches_segments_of_one_video_by_key():
+    # Two segments cut from one source video share the id "v": keyed by store, they fuse, each with itself.
+    a = Predictions(keys=["v_000000_000001", "v_000001_000002"], labels=np.array([0, 1]), class_names=["x", "y"],
+                    logits=np.log([[[0.9, 0.1]], [[0.2, 0.8]]]).astype(np.float32), video_ids=["v", "v"])
+    b = Predictions(keys=a.keys[::-1], labels=a.labels[::-1].copy(), class_names=["x", "y"],
+                    logits=np.log([[[0.4, 0.6]], [[0.5, 0.5]]]).astype(np.float32), video_ids=["v", "v"])
+    np.testing.assert_allclose(np.exp(fuse_predictions([a, a]).log_probs()), [[0.9, 0.1], [0.2, 0.8]], rtol=1e-5)
+    fused = fuse_predictions([a, b])
+    assert fused.keys == a.keys and fused.video_ids == ["v", "v"]
+    np.testing.assert_allclose(np.exp(fused.log_probs()), [[0.7, 0.3], [0.3, 0.7]], rtol=1e-5)
+
+
+def test_fusion_refuses_a_file_keyed_by_repeating_ids(tmp_path):
+    # A file from before keys existed: two segments under one id. Fusing it says why, instead of
+    # "covers other videos" (which it said even for the file with itself).
+    old = tmp_path / "old.npz"
+    np.savez(old, logits=np.zeros((2, 1, 2), np.float32), labels=np.array([0, 1]), video_ids=np.array(["v", "v"]),
+             class_names=np.array(["x", "y"]), model=np.array("m"))
+    p = Predictions.load(old)
+    with pytest.raises(VidnetError, match="repeats video key 'v'.*run `vidnet test` again"):
+        fuse_predictions([p, p])
 
 
 def test_bare_state_dict_with_network_and_labels(tiny_checkpoint, tiny_dataset, tmp_path):

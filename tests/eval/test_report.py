@@ -52,7 +52,7 @@ def test_heatmap_renders_101_classes(tmp_path):
 
 def _preds(n=5, views=3, classes=7, seed=0):
     rng = np.random.default_rng(seed)
-    return Predictions(video_ids=[f"v{i}" for i in range(n)], labels=rng.integers(0, classes, n),
+    return Predictions(keys=[f"v{i}" for i in range(n)], labels=rng.integers(0, classes, n),
                        class_names=[f"c{i}" for i in range(classes)],
                        logits=rng.normal(size=(n, views, classes)).astype(np.float32), model="m")
 
@@ -64,7 +64,8 @@ def test_predictions_jsonl_round_trip_with_npz(tmp_path):
     back = Predictions.load(tmp_path / "video_logits.npz")
     lp = back.log_probs()
     rows = [json.loads(line) for line in (tmp_path / "video_predictions.jsonl").read_text().splitlines()]
-    assert [r["video_id"] for r in rows] == back.video_ids
+    assert [r["key"] for r in rows] == back.keys and [r["video_id"] for r in rows] == back.video_ids
+    assert all(r["time_start"] is None and r["time_end"] is None for r in rows)
     assert [r["label"] for r in rows] == [back.class_names[y] for y in back.labels]
     for r, scores in zip(rows, lp, strict=True):
         order = np.argsort(-scores, kind="stable")[:3]

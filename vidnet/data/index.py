@@ -65,6 +65,12 @@ class IndexRow:
         """The store folder's name: ``id`` plus ``_<start:06d>_<end:06d>`` when the row is time-sliced."""
         return video_dir_name(self.id, self.time_start, self.time_end)
 
+    @property
+    def key(self) -> str:
+        """The video's unique key in its dataset: the name of its store's folder (``path``'s last part, else
+        `dir_name`). Unlike ``id``, which repeats when several segments are cut from one source video."""
+        return self.path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if self.path else self.dir_name
+
 
 def video_dir_name(video_id: str, time_start: float | None = None, time_end: float | None = None) -> str:
     """Folder name of a video as the original code builds it (``<id>_%06d_%06d`` for time slices)."""

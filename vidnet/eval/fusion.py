@@ -23,13 +23,15 @@ def fuse_predictions(
     Each model's video score is first its own multi-view average (`Predictions.log_probs`).
 
     Args:
-        models: predictions of the same videos (matched by video id, in the first model's order) and classes.
+        models: predictions of the same videos (matched by their unique store key, in the first model's order)
+            and classes.
         weights: one non-negative weight per model (normalised to sum 1); default equal.
         method: ``mean``: weighted mean of probabilities; ``logsum``: weighted sum of log-probabilities
             (a product of experts), renormalised.
 
     Raises:
-        VidnetError: the models cover different videos, labels or classes.
+        VidnetError: the models cover different videos, labels or classes, or a file repeats a key (a file
+            written before keys existed, keyed by an id that repeats across segments of one source video).
         UsageError: bad weights or method.
     """
     if len(models) < 1:
@@ -41,18 +43,24 @@ def fuse_predictions(
         raise UsageError(f"--weights: need {len(models)} non-negative numbers, not all zero, got {list(weights or [])}")
     w = w / w.sum()
     first = models[0]
-    order = {v: i for i, v in enumerate(first.video_ids)}
+    for k, m in enumerate(models):
+        dup = m.duplicate_keys()
+        if dup:
+            raise VidnetError(f"model {k + 1} repeats video key {dup[0]!r} ({len(dup)} keys repeat): written by an "
+                              "older vidnet that keyed videos by id; run `vidnet test` again to key them by store")
+    order = {v: i for i, v in enumerate(first.keys)}
     scores = []
     for k, m in enumerate(models):
         if m.class_names != first.class_names:
             raise VidnetError(f"model {k + 1} has other classes than model 1")
-        if set(m.video_ids) != set(order) or len(m.video_ids) != len(order):
-            raise VidnetError(f"model {k + 1} covers other videos than model 1")
-        if m.video_ids != first.video_ids:
-            pos = {v: i for i, v in enumerate(m.video_ids)}
-            idx = np.array([pos[v] for v in first.video_ids])
-        else:
-            idx = None
+        if set(m.keys) != set(order):
+            missing = sorted(set(order) - set(m.keys)) or sorted(set(m.keys) - set(order))
+            raise VidnetError(f"model {k + 1} covers other videos than model 1 ({len(m.keys)} against "
+                              f"{len(order)}; e.g. {missing[0]!r} is in one only)")
+        idx = None
+        if m.keys != first.keys:
+            pos = {v: i for i, v in enumerate(m.keys)}
+            idx = np.array([pos[v] for v in first.keys])
         lp = m.log_probs() if idx is None else m.log_probs()[idx]
         labels = m.labels if idx is None else m.labels[idx]
         if not np.array_equal(labels, first.labels):
@@ -63,6 +71,7 @@ def fuse_predictions(
         fused = np.log(np.maximum(np.tensordot(w, np.exp(stack), axes=1), 1e-300))
     else:
         fused = np.tensordot(w, stack, axes=1)
-    return Predictions(video_ids=list(first.video_ids), labels=first.labels.copy(),
-                       class_names=list(first.class_names), logits=fused[:, None].astype(np.float32),
-                       model=f"fused ({method}): " + " + ".join(m.model or "?" for m in models))
+    return Predictions(keys=list(first.keys), labels=first.labels.copy(), class_names=list(first.class_names),
+                       logits=fused[:, None].astype(np.float32),
+                       model=f"fused ({method}): " + " + ".join(m.model or "?" for m in models),
+                       video_ids=list(first.video_ids or []), time_start=first.time_start, time_end=first.time_end)

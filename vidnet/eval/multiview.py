@@ -21,6 +21,7 @@ data are read in index order.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -231,19 +232,45 @@ def _check_labels(root: str | os.PathLike, ds: VideoClipDataset, em: EvalModel) 
 class Predictions:
     """Per-view logits of a set of videos, the unit that is saved, re-analysed and fused.
 
+    Videos are identified by their **key**, the name of their store's folder (`IndexRow.key`), unique in a
+    dataset; the index ``id`` repeats when several segments are cut from one source video, so it is kept as a
+    column beside the segment's times, never used to match videos.
+
     Attributes:
-        video_ids: one id per video.
+        keys: one unique key per video.
         labels: true class ids (``-1`` when unknown).
         class_names: label names in id order.
         logits: float32 ``[videos, views, classes]``.
         model: what produced them (network name and protocol), shown by ``vidnet fuse``.
+        video_ids: the index ``id`` of each video (default: the keys).
+        time_start: start of each video's segment in its source, in seconds (NaN: the whole video).
+        time_end: end of the segment (NaN: the whole video).
     """
 
-    video_ids: list[str]
+    keys: list[str]
     labels: np.ndarray
     class_names: list[str]
     logits: np.ndarray
     model: str = ""
+    video_ids: list[str] | None = None
+    time_start: np.ndarray | None = None
+    time_end: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.keys = [str(k) for k in self.keys]
+        n = len(self.keys)
+        self.video_ids = list(self.keys) if self.video_ids is None else [str(v) for v in self.video_ids]
+        nan = np.full(n, np.nan)
+        self.time_start = nan.copy() if self.time_start is None else np.asarray(self.time_start, dtype=np.float64)
+        self.time_end = nan.copy() if self.time_end is None else np.asarray(self.time_end, dtype=np.float64)
+        lengths = {len(self.labels), len(self.logits), len(self.video_ids), len(self.time_start), len(self.time_end)}
+        if lengths != {n}:
+            raise VidnetError(f"predictions of {n} videos with columns of lengths {sorted(lengths)}")
+
+    def duplicate_keys(self) -> list[str]:
+        """Keys that occur more than once (files written before keys existed were keyed by a repeating id)."""
+        seen: set[str] = set()
+        return sorted({k for k in self.keys if k in seen or seen.add(k)})
 
     def log_probs(self) -> np.ndarray:
         """Video log-probabilities: log of the mean softmax over the views ``[videos, classes]``."""
@@ -254,19 +281,20 @@ class Predictions:
         return log_softmax(self.logits)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write an ``.npz`` (logits, labels, video_ids, class_names) atomically."""
+        """Write an ``.npz`` (logits, labels, keys, video_ids, time_start, time_end, class_names) atomically."""
         from vidnet._io import atomic_path
 
         path = Path(path)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, logits=self.logits.astype(np.float32), labels=self.labels.astype(np.int64),
-                     video_ids=np.array(self.video_ids, dtype=str),
+                     keys=np.array(self.keys, dtype=str), video_ids=np.array(self.video_ids, dtype=str),
+                     time_start=self.time_start, time_end=self.time_end,
                      class_names=np.array(self.class_names, dtype=str), model=np.array(self.model))
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Predictions:
-        """Read what `save` wrote.
+        """Read what `save` wrote (a file without keys, from an older vidnet, is keyed by its video ids).
 
         Raises:
             VidnetError: missing file or not a vidnet predictions file.
@@ -276,12 +304,19 @@ class Predictions:
             with np.load(path, allow_pickle=False) as z:
                 logits = z["logits"]
                 labels, ids, names = z["labels"], z["video_ids"].tolist(), z["class_names"].tolist()
+                keys = z["keys"].tolist() if "keys" in z.files else list(ids)
+                t0 = z["time_start"] if "time_start" in z.files else None
+                t1 = z["time_end"] if "time_end" in z.files else None
                 model = str(z["model"]) if "model" in z.files else ""
         except (OSError, ValueError, KeyError) as err:
             raise VidnetError(f"{path}: not a vidnet predictions file ({err})") from None
         if logits.ndim == 2:
             logits = logits[:, None]
-        return cls(video_ids=ids, labels=labels, class_names=names, logits=logits, model=model)
+        try:
+            return cls(keys=keys, labels=labels, class_names=names, logits=logits, model=model, video_ids=ids,
+                       time_start=t0, time_end=t1)
+        except VidnetError as err:
+            raise VidnetError(f"{path}: {err}") from None
 
 
 def _forward(em: EvalModel, clips: torch.Tensor, device: torch.device, chunk: int, amp: bool) -> torch.Tensor:
@@ -310,18 +345,22 @@ def _collect(
     device = torch.device(device)
     em.model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    ids: list[str] = []
+    rows = []
     labels: list[int] = []
     logits: list[np.ndarray] = []
     for batch in loader:
         out = score(batch["clip"], device)
         logits.append(out.numpy())
-        ids += list(batch["video_id"])
+        rows += [dataset.rows[int(i)] for i in batch["index"]]  # the row actually loaded
         labels += [int(v) for v in batch["label"]]
         if on_batch is not None:
             on_batch(out.shape[0])
-    return Predictions(video_ids=ids, labels=np.array(labels, dtype=np.int64), class_names=list(em.class_names),
-                       logits=np.concatenate(logits).astype(np.float32), model=f"{em.network} {what}")
+    times = [[math.nan if t is None else t for t in (r.time_start, r.time_end)] for r in rows]
+    t = np.array(times, dtype=np.float64).reshape(-1, 2)
+    return Predictions(keys=[r.key for r in rows], labels=np.array(labels, dtype=np.int64),
+                       class_names=list(em.class_names), logits=np.concatenate(logits).astype(np.float32),
+                       model=f"{em.network} {what}", video_ids=[r.id for r in rows], time_start=t[:, 0],
+                       time_end=t[:, 1])
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -75,20 +76,28 @@ def write_confusion(cm: np.ndarray, class_names: list[str], stem: str | os.PathL
     return [npy, path]
 
 
+def _time(t: float) -> float | None:
+    return None if math.isnan(t) else float(t)
+
+
 def write_predictions_csv(preds: Predictions, log_probs: np.ndarray, path: str | os.PathLike, *, k: int = 5) -> Path:
-    """One row per video: id, true label, then the top-k labels and their probabilities."""
+    """One row per video: its unique store key, index id, segment times (empty: the whole video), true label,
+    then the top-k labels and their probabilities."""
     k = min(k, log_probs.shape[1])
     top = topk_indices(log_probs, k)
     probs = np.exp(log_probs)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["video_id", "label", *[f"{c}{i + 1}" for i in range(k) for c in ("pred", "score")]])
+    w.writerow(["key", "video_id", "time_start", "time_end", "label",
+                *[f"{c}{i + 1}" for i in range(k) for c in ("pred", "score")]])
     names = preds.class_names
-    for vid, y, row, p in zip(preds.video_ids, preds.labels, top, probs, strict=True):
+    for key, vid, t0, t1, y, row, p in zip(preds.keys, preds.video_ids, preds.time_start, preds.time_end,
+                                           preds.labels, top, probs, strict=True):
         cells: list[Any] = []
         for c in row:
             cells += [names[c], f"{p[c]:.6f}"]
-        w.writerow([vid, names[y] if y >= 0 else "", *cells])
+        times = ["" if _time(t) is None else f"{t:g}" for t in (t0, t1)]
+        w.writerow([key, vid, *times, names[y] if y >= 0 else "", *cells])
     path = Path(path)
     atomic_write_text(path, buf.getvalue())
     return path
@@ -96,14 +105,17 @@ def write_predictions_csv(preds: Predictions, log_probs: np.ndarray, path: str |
 
 def write_predictions_jsonl(preds: Predictions, log_probs: np.ndarray, path: str | os.PathLike, *,
                             k: int = 5) -> Path:
-    """One JSON object per line and video: ``video_id``, ``label`` (None when unknown), ``top`` (``k`` pairs of
-    ``label`` and probability ``score``, best first, full precision)."""
+    """One JSON object per line and video: ``key`` (the unique store key), ``video_id``, ``time_start`` and
+    ``time_end`` (None: the whole video), ``label`` (None when unknown), ``top`` (``k`` pairs of ``label`` and
+    probability ``score``, best first, full precision)."""
     k = min(k, log_probs.shape[1])
     top = topk_indices(log_probs, k)
     names = preds.class_names
     lines = []
-    for vid, y, row, lp in zip(preds.video_ids, preds.labels, top, log_probs, strict=True):
-        lines.append(json.dumps({"video_id": vid, "label": names[y] if y >= 0 else None,
+    for key, vid, t0, t1, y, row, lp in zip(preds.keys, preds.video_ids, preds.time_start, preds.time_end,
+                                            preds.labels, top, log_probs, strict=True):
+        lines.append(json.dumps({"key": key, "video_id": vid, "time_start": _time(t0), "time_end": _time(t1),
+                                 "label": names[y] if y >= 0 else None,
                                  "top": [{"label": names[c], "score": float(np.exp(lp[c]))} for c in row]}))
     path = Path(path)
     atomic_write_text(path, "\n".join(lines) + "\n")
