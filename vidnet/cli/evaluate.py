@@ -74,6 +74,9 @@ def test_command(
         "--whole-video", help="Also classify each whole video in one forward pass (at the checkpoint's "
                               "validation frame interval).")
     ] = False,
+    html: Annotated[bool, typer.Option(
+        "--html", help="Also write report.html: an offline page to explore the results and look at the "
+                       "mispredicted clips (animated thumbnails from their frames.db).")] = False,
 ) -> None:
     """Clip accuracy (one centre clip) and video accuracy (clips x crops views, softmax averaged)."""
     from vidnet.eval.metrics import summarize
@@ -122,12 +125,40 @@ def test_command(
     for name, title in titles.items():
         _print_summary(f"{title}:", results[name][1], names, ks)
     _print_rankings(results["video"][1], names)
-    meta = {"checkpoint": str(checkpoint), "network": em.network, "dataset": str(dataset), "split": split,
-            "clips": clips, "crops": crops, "protocols": list(titles), "seconds": round(time.perf_counter() - t0, 3)}
+    meta = {"checkpoint": str(checkpoint), "network": em.network, "dataset": str(dataset),
+            "dataset_root": str(dataset.resolve()), "split": split, "clips": clips, "crops": crops,
+            "clip_length": em.clip_length, "clip_size": list(em.clip_size), "interval": em.interval,
+            "protocols": list(titles), "seconds": round(time.perf_counter() - t0, 3)}
     written = write_report(out, results, k=max(ks), meta=meta, titles=titles)
     if not any(p.suffix == ".png" for p in written):
         typer.echo("note: confusion heatmap not drawn (matplotlib missing: pip install 'vidnet[plot]')")
     typer.echo(f"saved {len(written)} files in {_show(out)}")
+    if html:
+        run = checkpoint.resolve().parent.parent
+        has_logs = (run / "train.csv").is_file() or (run / "val.csv").is_file()
+        _write_html(out, out, run_dir=run if has_logs else None)
+
+
+def _write_html(out: Path, test_dir: Path, **kwargs) -> None:
+    """`write_explorer` with a progress bar for the thumbnails; prints where the page is and its size."""
+    from vidnet.eval.explorer import write_explorer
+
+    with make_progress("clips") as progress:
+        task = None
+
+        def step(done: int, total: int) -> None:
+            nonlocal task
+            if task is None:
+                task = progress.add_task("thumbnails", total=total, info="")
+            progress.update(task, completed=done)
+
+        res = write_explorer(out, test_dir, progress=step, **kwargs)
+    for key, reason in res.failed[:3]:
+        typer.echo(f"warning: no thumbnail for {key}: {reason}", err=True)
+    if len(res.failed) > 3:
+        typer.echo(f"warning: {len(res.failed) - 3} more clips without a thumbnail (listed on the page)", err=True)
+    typer.echo(f"wrote {_show(res.page)} ({res.page_bytes / 1e6:.2f} MB, {res.thumbnails} thumbnails "
+               f"{res.thumb_bytes / 1e6:.2f} MB, {res.seconds:.1f} s)")
 
 
 def _reader(source: Path):
@@ -220,10 +251,45 @@ def fuse(
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A training run folder (runs/<dataset>/<network>).")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default: the run folder).")] = None,
+    html: Annotated[bool, typer.Option(
+        "--html", help="Write report.html instead: an offline page with the run, its curves, the confusion "
+                       "matrix, per-class accuracy and the mispredicted clips (needs a vidnet test output).")
+    ] = False,
+    test_dir: Annotated[Path | None, typer.Option(
+        "--test", help="With --html: the vidnet test output to explore (default: the first found in or next "
+                       "to the run, as report.md lists them).")] = None,
+    protocol: Annotated[str, typer.Option(help="With --html: the protocol to explore (video, clip, frames, "
+                                               "sequence).")] = "video",
+    compare: Annotated[Path | None, typer.Option(
+        help="With --html: a second model to compare with: another run, a vidnet test folder, a vidnet fuse "
+             "--out folder or a *_logits.npz.")] = None,
+    dataset: Annotated[Path | None, typer.Option(
+        "--dataset", "-d", help="With --html: the tested dataset, when the path the test recorded has moved.")
+    ] = None,
 ) -> None:
-    """Training curves (curves.png: loss, top-1, top-5, LR, clips/s, train vs val) and a report.md summary."""
+    """Training curves (curves.png: loss, top-1, top-5, LR, clips/s, train vs val) and a report.md summary;
+    with --html, report.html to explore the results and the clips."""
     from vidnet.eval.report import PLOT_HINT, PlotUnavailable
-    from vidnet.eval.run_report import report_run
+    from vidnet.eval.run_report import find_test_summaries, read_run, report_run
+
+    if html:
+        from vidnet.eval.explorer import load_comparison
+
+        read_run(run_dir)  # a run folder, or a one-line error
+        if test_dir is None:
+            found = [p.parent for p, _ in find_test_summaries(run_dir)
+                     if (p.parent / f"{protocol}_logits.npz").is_file()]
+            if not found:
+                raise UsageError(f"{run_dir}: no vidnet test output with {protocol} predictions in or next to it; "
+                                 "run `vidnet test -c CHECKPOINT -d DATASET` first, or give --test DIR")
+            test_dir = found[0]
+        other = load_comparison(compare, protocol) if compare is not None else None
+        _write_html(out or run_dir, test_dir, run_dir=run_dir, protocol=protocol, compare=other,
+                    compare_name=str(compare) if compare is not None else None, dataset=dataset)
+        return
+    for name, value in (("--test", test_dir), ("--compare", compare), ("--dataset", dataset)):
+        if value is not None:
+            raise UsageError(f"{name} goes with --html")
 
     try:
         md, png = report_run(run_dir, out)

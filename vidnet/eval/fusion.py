@@ -10,9 +10,43 @@ import numpy as np
 from vidnet.errors import UsageError, VidnetError
 from vidnet.eval.multiview import Predictions
 
-__all__ = ["fuse_predictions", "FusionMethod"]
+__all__ = ["align", "fuse_predictions", "FusionMethod"]
 
 FusionMethod = Literal["mean", "logsum"]
+
+
+def align(models: Sequence[Predictions]) -> list[np.ndarray | None]:
+    """Where each model's videos are, in the first model's order: ``model.log_probs()[idx]`` lines up with
+    model 1 (None: already in that order). Videos are matched by their unique store key.
+
+    Raises:
+        VidnetError: the models cover different videos, labels or classes, or a file repeats a key (a file
+            written before keys existed, keyed by an id that repeats across segments of one source video).
+    """
+    first = models[0]
+    for k, m in enumerate(models):
+        dup = m.duplicate_keys()
+        if dup:
+            raise VidnetError(f"model {k + 1} repeats video key {dup[0]!r} ({len(dup)} keys repeat): written by an "
+                              "older vidnet that keyed videos by id; run `vidnet test` again to key them by store")
+    order = set(first.keys)
+    out: list[np.ndarray | None] = []
+    for k, m in enumerate(models):
+        if m.class_names != first.class_names:
+            raise VidnetError(f"model {k + 1} has other classes than model 1")
+        if set(m.keys) != order:
+            missing = sorted(order - set(m.keys)) or sorted(set(m.keys) - order)
+            raise VidnetError(f"model {k + 1} covers other videos than model 1 ({len(m.keys)} against "
+                              f"{len(order)}; e.g. {missing[0]!r} is in one only)")
+        idx = None
+        if m.keys != first.keys:
+            pos = {v: i for i, v in enumerate(m.keys)}
+            idx = np.array([pos[v] for v in first.keys])
+        labels = m.labels if idx is None else m.labels[idx]
+        if not np.array_equal(labels, first.labels):
+            raise VidnetError(f"model {k + 1} gives other true labels than model 1")
+        out.append(idx)
+    return out
 
 
 def fuse_predictions(
@@ -30,8 +64,7 @@ def fuse_predictions(
             (a product of experts), renormalised.
 
     Raises:
-        VidnetError: the models cover different videos, labels or classes, or a file repeats a key (a file
-            written before keys existed, keyed by an id that repeats across segments of one source video).
+        VidnetError: see `align`.
         UsageError: bad weights or method.
     """
     if len(models) < 1:
@@ -43,29 +76,8 @@ def fuse_predictions(
         raise UsageError(f"--weights: need {len(models)} non-negative numbers, not all zero, got {list(weights or [])}")
     w = w / w.sum()
     first = models[0]
-    for k, m in enumerate(models):
-        dup = m.duplicate_keys()
-        if dup:
-            raise VidnetError(f"model {k + 1} repeats video key {dup[0]!r} ({len(dup)} keys repeat): written by an "
-                              "older vidnet that keyed videos by id; run `vidnet test` again to key them by store")
-    order = {v: i for i, v in enumerate(first.keys)}
-    scores = []
-    for k, m in enumerate(models):
-        if m.class_names != first.class_names:
-            raise VidnetError(f"model {k + 1} has other classes than model 1")
-        if set(m.keys) != set(order):
-            missing = sorted(set(order) - set(m.keys)) or sorted(set(m.keys) - set(order))
-            raise VidnetError(f"model {k + 1} covers other videos than model 1 ({len(m.keys)} against "
-                              f"{len(order)}; e.g. {missing[0]!r} is in one only)")
-        idx = None
-        if m.keys != first.keys:
-            pos = {v: i for i, v in enumerate(m.keys)}
-            idx = np.array([pos[v] for v in first.keys])
-        lp = m.log_probs() if idx is None else m.log_probs()[idx]
-        labels = m.labels if idx is None else m.labels[idx]
-        if not np.array_equal(labels, first.labels):
-            raise VidnetError(f"model {k + 1} gives other true labels than model 1")
-        scores.append(lp)
+    scores = [m.log_probs() if idx is None else m.log_probs()[idx] for m, idx in zip(models, align(models),
+                                                                                       strict=True)]
     stack = np.stack(scores)  # [models, videos, classes]
     if method == "mean":
         fused = np.log(np.maximum(np.tensordot(w, np.exp(stack), axes=1), 1e-300))
