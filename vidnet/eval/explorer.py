@@ -56,7 +56,10 @@ class ThumbnailOptions:
         min_frames: a model's centre clip shorter than this (a single-frame model's one frame) is extended,
             centred, to this many frames so that the thumbnail still shows the motion.
         max_frames: a longer clip is thinned to this many frames, spread evenly over it.
-        quality: WebP quality (0-100).
+        quality: WebP quality (0-100), lowered for a thumbnail over its share of ``budget_mb``.
+        budget_mb: the thumbnails' total size to aim at (a few MB for UCF-101's 3,783 test videos): the quality
+            of a page's thumbnails is lowered in 60 % steps (down to 10) until a sample of 8 averages at most
+            ``budget_mb / count``; one over twice that is encoded again at a lower quality.
         workers: threads encoding thumbnails (decoding, resizing and encoding release the GIL); None: the
             number of CPUs.
     """
@@ -65,6 +68,7 @@ class ThumbnailOptions:
     min_frames: int = 8
     max_frames: int = 16
     quality: int = 50
+    budget_mb: float = 5.0
     workers: int | None = None
 
     def __post_init__(self) -> None:
@@ -74,6 +78,8 @@ class ThumbnailOptions:
             raise UsageError(f"need 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
         if not 0 <= self.quality <= 100:
             raise UsageError(f"thumbnail quality must be 0-100, got {self.quality}")
+        if not self.budget_mb > 0:
+            raise UsageError(f"thumbnail budget must be positive, got {self.budget_mb} MB")
 
 
 @dataclass
@@ -106,17 +112,9 @@ def thumbnail_frames(n_frames: int, clip_length: int, interval: int, opts: Thumb
     return idx
 
 
-def encode_thumbnail(store_path: str | os.PathLike, clip_length: int, interval: int,
-                     opts: ThumbnailOptions) -> tuple[bytes, np.ndarray]:
-    """An animated WebP of a store's `thumbnail_frames`, its longest side ``opts.max_side``, playing at the
-    store's frame rate times ``interval`` (clamped to 40-250 ms a frame).
-
-    Returns:
-        ``(webp bytes, frame indices)``.
-
-    Raises:
-        StoreError, VidnetError: the store cannot be read, or the encoder is missing.
-    """
+def _animation(store_path: str | os.PathLike, clip_length: int, interval: int, opts: ThumbnailOptions
+               ) -> tuple[Any, np.ndarray]:
+    """The frames of a thumbnail as an OpenCV ``Animation`` (BGR, scaled down), and their indices."""
     import cv2
 
     if not hasattr(cv2, "imencodeanimation"):
@@ -143,10 +141,53 @@ def encode_thumbnail(store_path: str | os.PathLike, clip_length: int, interval: 
     anim.frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA)[:, :, ::-1].copy() for f in frames]
     anim.durations = [int(min(250, max(40, round(1000 * max(1, interval) / fps))))] * len(frames)
     anim.loop_count = 0
-    ok, buf = cv2.imencodeanimation(".webp", anim, [cv2.IMWRITE_WEBP_QUALITY, int(opts.quality)])
+    return anim, idx
+
+
+def _encode(anim: Any, quality: float, where: str | os.PathLike) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencodeanimation(".webp", anim, [cv2.IMWRITE_WEBP_QUALITY, round(quality)])
     if not ok:
-        raise VidnetError(f"{store_path}: OpenCV could not encode an animated WebP")
-    return buf.tobytes(), idx
+        raise VidnetError(f"{where}: OpenCV could not encode an animated WebP")
+    return buf.tobytes()
+
+
+def encode_thumbnail(store_path: str | os.PathLike, clip_length: int, interval: int, opts: ThumbnailOptions,
+                     *, quality: float | None = None, max_bytes: int | None = None) -> tuple[bytes, np.ndarray]:
+    """An animated WebP of a store's `thumbnail_frames`, its longest side ``opts.max_side``, playing at the
+    store's frame rate times ``interval`` (clamped to 40-250 ms a frame), at ``quality`` (default
+    ``opts.quality``); over ``max_bytes``, encoded again at 60 % of the quality until it fits or reaches 10.
+
+    Returns:
+        ``(webp bytes, frame indices)``.
+
+    Raises:
+        StoreError, VidnetError: the store cannot be read, or the encoder is missing.
+    """
+    anim, idx = _animation(store_path, clip_length, interval, opts)
+    q = float(opts.quality if quality is None else quality)
+    while True:
+        data = _encode(anim, q, store_path)
+        if max_bytes is None or len(data) <= max_bytes or q <= 10:
+            return data, idx
+        q = max(10.0, q * 0.6)
+
+
+def _calibrate(paths: list[Path], clip_length: int, interval: int, opts: ThumbnailOptions, share: int) -> float:
+    """The highest quality (``opts.quality``, then 60 % steps down to 10) whose thumbnails of up to 8 clips,
+    spread over ``paths``, average at most ``share`` bytes: one quality for every thumbnail of a page."""
+    pick = [paths[i] for i in sorted({round(x) for x in np.linspace(0, len(paths) - 1, min(8, len(paths)))})]
+    anims = []
+    for p in pick:
+        try:
+            anims.append(_animation(p, clip_length, interval, opts)[0])
+        except (StoreError, VidnetError, OSError):
+            continue
+    q = float(opts.quality)
+    while anims and q > 10 and np.mean([len(_encode(a, q, "calibration")) for a in anims]) > share:
+        q = max(10.0, q * 0.6)
+    return q
 
 
 def _thumb_name(key: str) -> str:
@@ -327,7 +368,8 @@ def write_explorer(
         if row is None or not row.path:
             return i, None, None, f"not in {root / 'index.csv'}" if row is None else "not converted"
         try:
-            data, idx = encode_thumbnail(root / row.path, clip_length, interval, opts)
+            data, idx = encode_thumbnail(root / row.path, clip_length, interval, opts, quality=quality,
+                                         max_bytes=2 * share)
         except (StoreError, VidnetError, OSError) as err:
             return i, None, None, str(err)
         name = _thumb_name(key)
@@ -335,6 +377,9 @@ def write_explorer(
             tmp.write_bytes(data)
         return i, f"{FILES_DIR}/{name}", idx.tolist(), None
 
+    share = int(opts.budget_mb * 1e6 / max(1, len(todo)))
+    paths = [root / rows[preds.keys[i]].path for i in todo if preds.keys[i] in rows and rows[preds.keys[i]].path]
+    quality = _calibrate(paths, clip_length, interval, opts, share)
     if progress:
         progress(0, len(todo))
     thumb_bytes = 0
