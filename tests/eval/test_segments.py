@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 from typer.testing import CliRunner
 
 from vidnet.cli import app
 from vidnet.data.index import read_index
+from vidnet.eval.explorer import ThumbnailOptions
 from vidnet.eval.multiview import Predictions
 
 
@@ -46,6 +48,16 @@ def test_predictions_are_keyed_by_store_and_fuse_on_segments(segment_dataset, ti
     lines = [json.loads(line) for line in (out / "video_predictions.jsonl").read_text().splitlines()]
     assert [x["key"] for x in lines] == video.keys and [x["time_end"] for x in lines] == [r.time_end for r in rows]
     assert fused.keys == video.keys
+
+    # The explorer draws each segment from its own store: two thumbnails per source video, not one.
+    from vidnet.eval.explorer import write_explorer
+
+    res = write_explorer(tmp_path / "page", out, protocol="clip", thumbnails=ThumbnailOptions(budget_mb=1))
+    page = (tmp_path / "page" / "report.html").read_text()
+    data = json.loads(re.search(r'id="vidnet-data">(.*?)</script>', page).group(1))
+    drawn = [t for t in data["clips"]["thumb"] if t]
+    assert data["clips"]["key"] == video.keys and data["clips"]["t0"] == [r.time_start for r in rows]
+    assert len(set(drawn)) == len(drawn) == res.thumbnails >= 2 and not res.failed, data["clips"]["key"]
 
 
 def test_fuse_two_models_on_segments(segment_dataset, tiny_checkpoint, tmp_path):

@@ -285,7 +285,7 @@ def report(
             test_dir = found[0]
         other = load_comparison(compare, protocol) if compare is not None else None
         _write_html(out or run_dir, test_dir, run_dir=run_dir, protocol=protocol, compare=other,
-                    compare_name=str(compare) if compare is not None else None, dataset=dataset)
+                    compare_name=f"{other.model} ({compare})" if other is not None else None, dataset=dataset)
         return
     for name, value in (("--test", test_dir), ("--compare", compare), ("--dataset", dataset)):
         if value is not None:

@@ -259,7 +259,7 @@ function card(i) {
     ol.append(li);
   });
   info.append(ol);
-  if (B) info.append(el("div", {class: wrongB(i) ? "bad cmp" : "ok cmp", text: `${B.name}: ${C[predB[i]]} ` +
+  if (B) info.append(el("div", {class: wrongB(i) ? "bad cmp" : "ok cmp", title: B.name, text: `B: ${C[predB[i]]} ` +
     `${B.score[i][0].toFixed(3)}`}));
   box.append(info);
   return box;

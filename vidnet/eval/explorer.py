@@ -119,7 +119,7 @@ def _animation(store_path: str | os.PathLike, clip_length: int, interval: int, o
 
     if not hasattr(cv2, "imencodeanimation"):
         raise VidnetError(f"OpenCV {cv2.__version__} cannot encode animations: pip install "
-                          "'opencv-python-headless>=4.11'")
+                          "'opencv-python-headless>=4.12'")
     reader = FrameStore(store_path)
     try:
         n = len(reader)
