@@ -236,3 +236,17 @@ def test_report_html_errors_are_one_line(explored, args, message, tmp_path):
     args = [str(run) if a == "RUN" else str(tmp_path / "nowhere") if a == "NOWHERE" else a for a in args]
     r = CliRunner().invoke(app, args)
     assert r.exit_code in (1, 2) and message in r.output and "Traceback" not in r.output, r.output
+
+
+def test_compare_takes_a_run_a_test_folder_a_fuse_output_or_a_file(explored, tmp_path):
+    from vidnet.eval.explorer import load_comparison
+
+    run, test_dir, _, _ = explored
+    r = CliRunner().invoke(app, ["fuse", str(test_dir / "video_logits.npz"), str(test_dir / "clip_logits.npz"),
+                                 "--out", str(tmp_path / "fused")])
+    assert r.exit_code == 0, r.output
+    video = Predictions.load(test_dir / "video_logits.npz")
+    for source, model in ((run, video.model), (test_dir, video.model), (test_dir / "clip_logits.npz", "1 views"),
+                          (tmp_path / "fused", "fused (mean)")):
+        p = load_comparison(source)
+        assert model in p.model and p.keys == video.keys, source

@@ -265,7 +265,9 @@ def _run_section(run_dir: Path | None) -> dict[str, Any] | None:
     }
 
 
-def _clip_table(p: Predictions) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def _clip_table(p: Predictions) -> tuple[dict[str, Any], np.ndarray]:
+    """The page's columns of one model's clips (top-5 and scores, probability of the true class), and its
+    top-1 predictions (ties to the lower class, as `vidnet test` counts them)."""
     lp = p.log_probs()
     top = topk_indices(lp, TOP)
     probs = np.exp(lp)
@@ -279,7 +281,7 @@ def _clip_table(p: Predictions) -> tuple[dict[str, Any], np.ndarray, np.ndarray]
         "label": p.labels.astype(int).tolist(), "top": top.tolist(),
         "score": _round(np.take_along_axis(probs, top, axis=1)), "ptrue": [_finite(x) for x in _round(ptrue)],
     }
-    return table, pred, probs
+    return table, pred
 
 
 def write_explorer(
@@ -332,7 +334,7 @@ def write_explorer(
     root = _dataset_root(summary, test_dir, dataset)
     rows: dict[str, IndexRow] = {r.key: r for r in read_index(root / "index.csv")}
     names = preds.class_names
-    clips, pred, _ = _clip_table(preds)
+    clips, pred = _clip_table(preds)
     known = preds.labels >= 0
     wrong = known & (pred != preds.labels)
     need = wrong.copy()
@@ -343,7 +345,7 @@ def write_explorer(
         other = compare if idx is None else Predictions(
             keys=[compare.keys[i] for i in idx], labels=compare.labels[idx], class_names=compare.class_names,
             logits=compare.logits[idx], model=compare.model)
-        other_table, other_pred, _ = _clip_table(other)
+        other_table, other_pred = _clip_table(other)
         other_wrong = known & (other_pred != other.labels)
         need |= other_wrong
         cmp_data = {"name": compare_name or other.model or "model B", "top": other_table["top"],
