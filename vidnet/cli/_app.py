@@ -14,7 +14,9 @@ import typer
 from vidnet.errors import VidnetError
 
 
-class _App(typer.Typer):
+class CommandApp(typer.Typer):
+    """A Typer application whose commands report `VidnetError` as one line (see the module docstring)."""
+
     def command(self, *args, **kwargs) -> Callable:
         register = super().command(*args, **kwargs)
 
@@ -36,7 +38,7 @@ class _App(typer.Typer):
         return decorator
 
 
-app = _App(
+app = CommandApp(
     name="vidnet",
     help="Video action recognition with a fast SQLite frame store.",
     no_args_is_help=True,

@@ -197,6 +197,11 @@ def train(
     save_frequency: Annotated[
         int | None, _opt("--save-frequency", help="Checkpoint every N epochs.", panel=_RUN)
     ] = None,
+    keep_last: Annotated[
+        int | None,
+        _opt("--keep-last", help="Keep the N most recent resumable checkpoints (0: all); best.pth always stays. "
+             "[default: 2]", panel=_RUN),
+    ] = None,
     val_frequency: Annotated[int | None, _opt("--val-frequency", help="Validate every N epochs.", panel=_RUN)] = None,
     resume: Annotated[
         str | None, _opt("--resume", help="auto (latest checkpoint of the run folder) or a path.", panel=_RUN)

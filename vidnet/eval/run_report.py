@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from vidnet._io import atomic_path, atomic_write_text
+from vidnet.checkpoint import CHECKPOINT_DIR, checkpoint_name
 from vidnet.errors import UsageError, VidnetError
 from vidnet.eval.report import import_pyplot
-from vidnet.train.checkpoint import checkpoint_name
 
 __all__ = ["EpochLog", "RunLogs", "read_run", "best_epoch", "find_test_summaries", "plot_curves", "write_summary",
            "report_run", "CURVES"]
@@ -202,7 +202,7 @@ def write_summary(logs: RunLogs, path: str | os.PathLike, *, curves: str | None 
     best = best_epoch(logs.val)
     if best is not None:
         r = logs.val.row(best)
-        ckpt = logs.run_dir / "checkpoints" / checkpoint_name(r["epoch"] + 1)
+        ckpt = logs.run_dir / CHECKPOINT_DIR / checkpoint_name(r["epoch"] + 1)
         kept = f", checkpoint `{ckpt.name}`" if ckpt.is_file() else ""
         lines.append(f"- best epoch: {r['epoch']} (val top-1 {_pct(r.get('top1'))}, loss {_num(r.get('loss'))}{kept})")
     else:
