@@ -48,6 +48,7 @@ __all__ = [
     "refresh_index",
     "IndexUpdate",
     "MAX_NAME_BYTES",
+    "split_warnings",
 ]
 
 log = get_logger(__name__)
@@ -203,6 +204,27 @@ def _parse_row(rec: dict, id_key: str, known: set[str], where: str) -> IndexRow:
         path=rec.get("path") or "",
         extra={k: (v or "") for k, v in rec.items() if k not in known and k is not None},
     )
+
+
+def split_warnings(rows: Iterable[IndexRow], train: str = "train") -> list[str]:
+    """What makes a dataset's splits useless for training, though readable: a training split of one class
+    (loss 0 and top-1 100 % from the first step), and classes that only a non-training split holds (never
+    learnt, always wrong). Empty when there is no training split."""
+    by_split: dict[str, set[str]] = {}
+    for r in rows:
+        by_split.setdefault(r.split, set()).add(r.label)
+    if train not in by_split:
+        return []
+    out = []
+    seen = by_split[train]
+    if len(seen) == 1:
+        out.append(f"split {train!r} holds a single class ({next(iter(seen))!r}): training learns nothing")
+    for split, labels in sorted(by_split.items()):
+        only = sorted(labels - seen)
+        if split != train and only:
+            out.append(f"split {split!r} has {len(only)} class(es) absent from {train!r}: "
+                       + ", ".join(only[:5]) + (" ..." if len(only) > 5 else ""))
+    return out
 
 
 def _fmt_time(t: float | None) -> str:
