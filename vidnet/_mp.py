@@ -5,19 +5,19 @@ may run threads (OpenCV, OpenMP, PyTorch), and a plain fork copies their locks i
 deadlocked conversion workers inside a test session. The fork server is a fresh single-threaded process,
 so its forks are safe, and still cheaper than spawning an interpreter per worker.
 
-Workers end with their parent: on Linux each asks the kernel for a SIGTERM when the process that started it
-dies, so a killed run leaves no orphan finishing its task only to print ``BrokenPipeError`` into the
+Workers end with the process that made the pool: each watches it (a pidfd on Linux, else a poll each
+second), so a killed run leaves no orphan finishing its task only to print ``BrokenPipeError`` into the
 terminal (the temporary files it leaves are removed by the next run, see `vidnet._io`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import multiprocessing as mp
 import os
-import signal
-import sys
+import select
+import threading
+import time
 from collections.abc import Callable
 from multiprocessing.pool import Pool
 
@@ -32,18 +32,26 @@ def process_pool(processes: int, initializer: Callable[[], None] | None = None) 
 
 
 def _init_worker(initializer: Callable[[], None] | None, parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-        # The fork server, not the caller, is our parent: it exits when the caller dies, and so do we. If
-        # the caller died before the request above, nothing would tell us: check once.
-        try:
-            os.kill(parent, 0)
-        except ProcessLookupError:
-            os._exit(0)
-        except PermissionError:
-            pass
+    threading.Thread(target=_exit_with, args=(parent,), name="vidnet-parent-watch", daemon=True).start()
     if initializer is not None:
         initializer()
+
+
+def _exit_with(parent: int) -> None:
+    """Exit this worker as soon as ``parent`` is gone (its fork server outlives it, so no signal tells us)."""
+    try:
+        fd = os.pidfd_open(parent)  # Linux 5.3+: readable when the process ends
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+    else:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:
+                pass
+    os._exit(1)
