@@ -12,7 +12,6 @@ Every command runs inside the one error boundary, `errors_to_exit_codes`:
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import sqlite3
@@ -22,39 +21,16 @@ from typing import Annotated
 
 import typer
 
-from vidnet.errors import VidnetError
+from vidnet.errors import VidnetError, plain_reason
 
-__all__ = ["app", "errors_to_exit_codes", "plain_reason"]
+__all__ = ["app", "errors_to_exit_codes"]
 
-_PLAIN = {
-    errno.ENOSPC: "disk full (no space left on device)",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.ENOENT: "no such file or folder",
-    errno.ENOTDIR: "a file stands where a folder is needed",
-    errno.EISDIR: "is a folder, not a file",
-    errno.EEXIST: "already exists",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.ENAMETOOLONG: "name too long",
-    errno.EMFILE: "too many open files (raise `ulimit -n`)",
-}
-
-
-def plain_reason(err: BaseException) -> str:
-    """``<file>: <plain reason>`` for an I/O, SQLite or HDF5 failure (no exception class names)."""
-    if isinstance(err, OSError):
-        reason = _PLAIN.get(err.errno or 0) or (err.strerror or str(err)).lower()
-        name = err.filename
-        if err.filename2:
-            name = f"{err.filename} -> {err.filename2}"
-        return f"{name}: {reason}" if name else reason
-    if isinstance(err, sqlite3.Error):
-        text = str(err)
-        reason = {"database or disk is full": "disk full", "attempt to write a readonly database": "read-only",
-                  "file is not a database": "not a SQLite database"}.get(text, text)
-        return f"SQLite database: {reason}"
-    return str(err)
+def _describe(err: OSError | sqlite3.Error) -> str:
+    """``<file>: <plain reason>`` (SQLite names no file: its errors are wrapped with one where they happen)."""
+    if isinstance(err, OSError) and err.filename:
+        name = f"{err.filename} -> {err.filename2}" if err.filename2 else err.filename
+        return f"{name}: {plain_reason(err)}"
+    return f"SQLite database: {plain_reason(err)}" if isinstance(err, sqlite3.Error) else plain_reason(err)
 
 
 _debug = os.environ.get("VIDNET_DEBUG", "") not in ("", "0")
@@ -74,7 +50,7 @@ def errors_to_exit_codes() -> Iterator[None]:
         typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
     except (OSError, sqlite3.Error) as err:  # h5py reports its file errors as OSError
-        _fail(plain_reason(err), 1)
+        _fail(_describe(err), 1)
 
 
 def _fail(message: str, code: int) -> None:

@@ -69,7 +69,7 @@ from vidnet.data.store import (
     write_n_frames_file,
 )
 from vidnet.data.video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, iter_video_frames, probe_video
-from vidnet.errors import CorruptFrameError, StoreError, UsageError, VidnetError
+from vidnet.errors import CorruptFrameError, StoreError, UsageError, VidnetError, plain_reason
 
 __all__ = ["ConvertOptions", "ConvertSummary", "Job", "JobResult", "discover", "convert_dataset", "convert_one",
            "reindex_dataset"]
@@ -602,7 +602,7 @@ def convert_one(job: Job, dst: Path, opts: ConvertOptions) -> JobResult:
     except (VidnetError, StoreError) as err:
         result.error = str(err).removeprefix(f"{job.source}: ")
     except OSError as err:
-        result.error = f"I/O error: {err.strerror or err}"
+        result.error = f"{err.filename or job.source}: {plain_reason(err)}"
     except Exception as err:  # a decoder or library failure must not stop the batch
         result.error = f"{type(err).__name__}: {err}"
     result.seconds = time.perf_counter() - t0
@@ -699,7 +699,7 @@ def open_dataset_root(root: Path, what: str, *, wait: bool = False, clean: bool 
             root.mkdir(parents=True, exist_ok=True)
             stack.enter_context(dir_lock(root, what=what, wait=wait))
         except OSError as err:
-            raise VidnetError(f"{root}: cannot write here ({err.strerror or err})") from None
+            raise VidnetError(f"{root}: cannot write here ({plain_reason(err)})") from None
         if clean:
             stale = remove_orphan_temporaries(root)
             if stale:

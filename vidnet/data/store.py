@@ -43,7 +43,7 @@ import simplejpeg
 
 from vidnet import __version__
 from vidnet._io import temp_path
-from vidnet.errors import CorruptFrameError, StoreError
+from vidnet.errors import CorruptFrameError, StoreError, plain_reason
 
 __all__ = [
     "STORE_NAME",
@@ -539,7 +539,7 @@ class StoreWriter:
         except (OSError, sqlite3.Error) as err:
             self._con = None
             self.abort()
-            raise StoreError(f"{self.final_path}: cannot write ({_reason(err)})") from None
+            raise StoreError(f"{self.final_path}: cannot write ({plain_reason(err)})") from None
 
     def add(self, jpeg: bytes, width: int, height: int) -> None:
         """Append one JPEG-encoded frame of the given size (frame number = frames added so far + 1)."""
@@ -560,7 +560,7 @@ class StoreWriter:
             self._con.executemany("INSERT INTO Images(rowid, ObjId, frames, size) VALUES (?, ?, ?, ?)",
                                   self._pending)
         except sqlite3.Error as err:
-            raise StoreError(f"{self.final_path}: cannot write ({_reason(err)})") from None
+            raise StoreError(f"{self.final_path}: cannot write ({plain_reason(err)})") from None
         self._pending.clear()
 
     def add_rgb(self, rgb: np.ndarray, quality: int) -> None:
@@ -585,7 +585,7 @@ class StoreWriter:
             self._done = True
             write_n_frames_file(self.folder, self.n_frames)
         except (OSError, sqlite3.Error) as err:
-            raise StoreError(f"{self.final_path}: cannot write ({_reason(err)})") from None
+            raise StoreError(f"{self.final_path}: cannot write ({plain_reason(err)})") from None
         return meta
 
     def abort(self) -> None:
@@ -610,15 +610,6 @@ class StoreWriter:
 
     def __exit__(self, *exc) -> None:
         self.abort()
-
-
-def _reason(err: BaseException) -> str:
-    """A plain reason for an I/O or SQLite failure (``No space left on device``, ``disk is full``)."""
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    text = str(err)
-    return {"database or disk is full": "disk is full", "attempt to write a readonly database": "read-only"
-            }.get(text, text)
 
 
 def write_n_frames_file(folder: str | os.PathLike, n: int) -> None:
