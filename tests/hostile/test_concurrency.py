@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from vidnet.data.index import read_index
 from vidnet.data.ingest import ConvertOptions, convert_dataset
 from vidnet.testing import write_test_video
@@ -84,6 +86,7 @@ def test_failed_video_leaves_no_empty_folder(tmp_path):
     assert not (dst / "a" / "broken").exists() and not (dst / "b").exists()
 
 
+@pytest.mark.slow
 def test_killed_parent_leaves_no_worker_printing_broken_pipe(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     for i in range(6):

@@ -86,6 +86,7 @@ def test_disk_full_while_writing_a_store_is_a_plain_reason(tmp_path, full_dir):
     assert not list(dst.rglob(".frames.db.*"))
 
 
+@pytest.mark.slow
 def test_model_dir_on_a_read_only_file_system(tiny_dataset, readonly_dir):
     res = vidnet("train", "--network", "tiny_3d", "--dataset", tiny_dataset, "--model-dir", readonly_dir / "runs",
                  "--end-epoch", "1", "--gpus", "0", "--clip-length", "4", "--clip-size", "32", "--batch-size", "2")
@@ -100,6 +101,7 @@ def test_sample_into_an_impossible_path():
     assert one_line_error(res.stderr) == "error: /dev/null/x: a file stands where a folder is needed"
 
 
+@pytest.mark.slow
 def test_report_with_a_config_that_is_not_utf8(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

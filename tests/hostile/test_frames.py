@@ -7,6 +7,8 @@ import csv
 import json
 import sqlite3
 
+import pytest
+
 from vidnet.data.ingest import ConvertOptions, convert_dataset
 from vidnet.data.store import StoreMeta, StoreWriter, encode_jpeg
 from vidnet.testing import moving_frames
@@ -56,6 +58,7 @@ def test_dataset_verify_refuses_the_frame_under_a_memory_limit(tiny_dataset, tmp
     assert "above the 8192-pixel limit" in res.stdout and row.path in res.stdout
 
 
+@pytest.mark.slow
 def test_clip_reader_raises_a_clip_error_under_a_memory_limit(tiny_dataset, tmp_path):
     import shutil
     import subprocess

@@ -52,7 +52,7 @@ def test_rerun_after_the_source_lost_its_videos_touches_neither_file(tmp_path):
 
 def test_dst_inside_src_rerun_keeps_the_index(tmp_path):
     src = video_tree(tmp_path / "src", {"a": 2, "b": 2})
-    dst = src / "converted"
+    dst = src / "0converted"  # sorts first: the old detection took its label folders for frame folders
     convert_dataset(src, dst, ConvertOptions(workers=1))
     first = _paths(dst)
     s = convert_dataset(src, dst, ConvertOptions(workers=1))
