@@ -14,7 +14,7 @@ vidnet's writer adds, without changing what the original reader's query
   (``SELECT rowid, frames FROM Images WHERE rowid IN (...)``);
 * a unique index on ``ObjId`` (the original's query no longer scans the table);
 * a ``meta(key, value)`` table: format version, width, height, frame count, fps, source file name, size
-  and checksum, JPEG quality, and notes on partial decodes.
+  and checksum, JPEG quality, notes on partial decodes, and the video's index row (``index_row``, JSON).
 
 A store without ``meta`` (written by dataset2database: rows in any order, no index, maybe no ``n_frames``)
 is read by listing its ``ObjId`` values once when it is opened, and mapping frame numbers to row ids.
@@ -69,7 +69,7 @@ FORMAT_VERSION = 1
 _MAX_BOUND_PARAMS = 900
 MAX_FRAME_SIDE = 8192
 """Largest frame side in pixels that vidnet decodes (8K video is 7680 wide). A JPEG header is read before
-any decode and a larger frame is refused: a 50-byte file can claim 60000x60000 pixels (10 GiB decoded)."""
+any decode and a larger frame is refused: a 631-byte file can claim 60000x60000 pixels (10 GiB decoded)."""
 _MMAP_SIZE = 1 << 30
 """Bytes of a store that SQLite may memory-map (address space only; pages are the OS's file cache)."""
 
