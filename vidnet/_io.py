@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from vidnet._log import get_logger
 from vidnet.errors import UsageError
 
 __all__ = [
@@ -173,6 +174,7 @@ def dir_lock(folder: str | os.PathLike, *, what: str = "run", wait: bool = False
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             if not wait:
                 raise UsageError(f"{folder}: in use by {holder}; wait for it to finish (or pass --wait)") from None
+            get_logger(__name__).warning("%s: in use by %s; waiting for it to finish", folder, holder)
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"vidnet {what} pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)

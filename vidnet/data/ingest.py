@@ -27,6 +27,7 @@ complete stores in ``DST`` and ``DST/labels.json`` keeps its ids (`vidnet.data.i
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import os
@@ -299,7 +300,7 @@ def _jobs_from_index(src: Path, index_path: Path, opts: ConvertOptions, problems
         kind = _kind_of(source)
         if kind is None:
             # An index may name a video without its extension: try the known ones.
-            matches = [p for p in sorted(source.parent.glob(glob_escape(source.name) + ".*"))
+            matches = [p for p in sorted(source.parent.glob(glob.escape(source.name) + ".*"))
                        if _kind_of(p) in ("videos", "hdf5")]
             if matches:
                 source, kind = matches[0], _kind_of(matches[0])
@@ -316,12 +317,7 @@ def _jobs_from_index(src: Path, index_path: Path, opts: ConvertOptions, problems
     return jobs
 
 
-def glob_escape(name: str) -> str:
-    """``name`` with glob's special characters (``*?[``) made literal."""
-    return re.sub(r"([*?[])", r"[\1]", name)
-
-
-def _detect_layout(src: Path, class_dirs: list[Path], problems) -> str:
+def _detect_layout(src: Path, class_dirs: list[Path]) -> str:
     """The most common kind of input over every class folder (ties: videos, hdf5, frames, db)."""
     counts: Counter[str] = Counter()
     for d in class_dirs:
@@ -367,7 +363,7 @@ def _jobs_from_folders(src: Path, opts: ConvertOptions, problems, exclude: Path 
         class_dirs.append(p)
     if not class_dirs:
         raise UsageError(f"{src}: no class folders found (expected SRC/<label>/<video>)")
-    layout = opts.layout if opts.layout != "auto" else _detect_layout(root, class_dirs, problems)
+    layout = opts.layout if opts.layout != "auto" else _detect_layout(root, class_dirs)
     log.info("layout: %s (%d class folders under %s)", layout, len(class_dirs), root)
     jobs = []
     for d in class_dirs:
