@@ -42,8 +42,9 @@ def imports(path: Path, module: str) -> list[tuple[int, str]]:
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                parent = module.split(".")[: -node.level]
+            if node.level:  # in a package's __init__ the package itself is level 1
+                parts = module.split(".") + ([""] if path.name == "__init__.py" else [])
+                parent = parts[: -node.level]
                 base = ".".join(parent + ([base] if base else []))
             found.append((node.lineno, base))
             found += [(node.lineno, f"{base}.{a.name}") for a in node.names]  # `from vidnet import checkpoint`
@@ -78,5 +79,9 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
     mod.write_text("def f():\n    from vidnet.train import loop\n    from ..cli import app\n")
     found = [t for _, t in imports(mod, "vidnet.eval.m")]
     assert "vidnet.train.loop" in found and "vidnet.cli.app" in found
+    init = tmp_path / "__init__.py"
+    init.write_text("from ..data import dataset\nfrom . import weights\n")
+    found = [t for _, t in imports(init, "vidnet.network")]
+    assert "vidnet.data.dataset" in found and "vidnet.network.weights" in found
     assert part_of("vidnet.train.loop") == "train" and part_of("vidnet.checkpoint") == "core"
     assert "train" in FORBIDDEN["eval"] and "data" in FORBIDDEN["network"] and "cli" in FORBIDDEN["tools"]

@@ -34,7 +34,7 @@ import pickle
 import random
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,11 @@ __all__ = [
     "load_training",
     "save_model",
     "is_vidnet",
+    "check_labels",
+    "check_preprocessing",
+    "check_meta",
+    "check_training",
+    "walk",
     "upgrade",
     "describe",
     "checkpoint_name",
@@ -92,12 +97,24 @@ def _first_line(err: BaseException) -> str:
 
 
 def _refusal(path: Path, err: pickle.UnpicklingError) -> str:
-    """One line on why a pickle was refused, naming the global it asked for (``posix.system``)."""
-    m = re.search(r"GLOBAL ([\w.]+)", str(err))
-    name = m.group(1) if m else _first_line(err)
+    """One line on why the safe unpickler refused a file: the global it asked for (``posix.system``), or the
+    opcode it stopped at (not a torch file at all). Never torch's own advice to load it unsafely."""
+    text = str(err)
+    m = re.search(r"GLOBAL ([\w.]+)", text)
+    if m is None:
+        why = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
+        reason = " ".join(why.group(1).split()) if why else _first_line(err)
+        if reason.startswith("Unsupported operand"):
+            return (f"{path}: not a torch checkpoint file (not a stream torch.save writes: "
+                    f"{reason.replace('operand', 'pickle opcode').lower()})")
+        return f"{path}: refused: {reason} (checkpoints are read as tensors and plain values only)"
+    name = m.group(1)
     if name.startswith("numpy"):
         return (f"{path}: refused: it holds NumPy objects ({name}), as vidnet's first checkpoint format did; "
                 + _UPGRADE.format(path))
+    if name == "torch.storage._load_from_bytes":
+        return (f"{path}: refused: tensors pickled with pickle.dump rather than torch.save (loading them calls "
+                f"{name}, an unrestricted unpickler); save the state dict with torch.save")
     return (f"{path}: refused: loading it would call {name} (checkpoints are read as tensors and plain values "
             "only; nothing in a file is run)")
 
@@ -154,21 +171,161 @@ def write_file(path: str | os.PathLike, obj: Mapping[str, Any]) -> Path:
     return path
 
 
+_MAX_DEPTH = 64
+"""Deepest nesting of containers a checkpoint may have (vidnet's own files nest fewer than 8 levels)."""
+
+
+def walk(obj: Any, where: str = "checkpoint") -> Iterator[tuple[str, Any]]:
+    """Every ``(path, value)`` of a nested structure of dicts, lists and tuples, each container once.
+
+    A file read with ``weights_only=True`` may still hold shared or self-referencing containers (a dict that
+    contains itself) or very deep nesting; both are refused rather than followed for ever.
+
+    Raises:
+        CheckpointError: a container holds itself, or the nesting is deeper than 64 levels.
+    """
+    seen: set[int] = set()
+    stack = [(where, obj, 0)]
+    while stack:
+        name, value, depth = stack.pop()
+        yield name, value
+        if isinstance(value, dict | list | tuple):
+            if id(value) in seen:
+                if isinstance(value, dict | list):
+                    raise CheckpointError(f"{where}: refused: a container is reached twice "
+                                          f"({_short(name, where)}); checkpoints are trees of plain values")
+                continue
+            seen.add(id(value))
+            if depth >= _MAX_DEPTH:
+                raise CheckpointError(f"{where}: refused: nested deeper than {_MAX_DEPTH} levels "
+                                      f"({_short(name, where)})")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack += [(f"{name}.{k}" if isinstance(value, dict) else f"{name}[{k}]", v, depth + 1)
+                      for k, v in items]
+
+
+def _short(name: str, where: str) -> str:
+    inner = name.removeprefix(where) or "the top level"
+    return inner if len(inner) <= 60 else inner[:28] + "..." + inner[-28:]
+
+
 def _check_plain(obj: Any, where: str) -> None:
     """Refuse to write what the safe reader could not read back (a NumPy array, a module, a Path ...)."""
-    if obj is None or isinstance(obj, str | bool | int | float | torch.Tensor | torch.dtype | torch.device):
-        return
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if not isinstance(k, str | int):
-                raise TypeError(f"{where}: key {k!r} is not a str or int")
-            _check_plain(v, f"{where}.{k}")
-        return
-    if isinstance(obj, list | tuple):
-        for i, v in enumerate(obj):
-            _check_plain(v, f"{where}[{i}]")
-        return
-    raise TypeError(f"{where}: {type(obj).__name__} cannot be read back with weights_only=True")
+    for name, value in walk(obj, where):
+        if isinstance(value, dict):
+            bad = next((k for k in value if not isinstance(k, str | int)), None)
+            if bad is not None:
+                raise CheckpointError(f"{name}: key {bad!r} is not a str or int")
+        elif not (value is None or isinstance(value, str | bool | int | float | list | tuple | torch.Tensor
+                                               | torch.dtype | torch.device)):
+            raise CheckpointError(f"{name}: {type(value).__name__} cannot be read back with weights_only=True")
+
+
+_MAX_CLASSES = 1_000_000
+_MAX_SIDE = 2048
+
+
+def _bad(path: Any, key: str, why: str) -> CheckpointError:
+    return CheckpointError(f"{path}: refused: {key} {why}")
+
+
+def _int(v: Any, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def check_labels(labels: Any, path: Any) -> dict[str, int]:
+    """A label map as vidnet writes it: names -> ids 0..n-1, each id once; returned as a dict.
+
+    Raises:
+        CheckpointError: anything else (naming the file and the entry).
+    """
+    if not isinstance(labels, Mapping):
+        raise _bad(path, "labels", f"is a {type(labels).__name__}, not a map of names to ids")
+    if len(labels) > _MAX_CLASSES:
+        raise _bad(path, "labels", f"has {len(labels)} entries")
+    for name, i in labels.items():
+        if not isinstance(name, str) or not _int(i, 0, len(labels) - 1):
+            raise _bad(path, "labels", f"entry {name!r}: {i!r} is not a name mapped to an id in 0..{len(labels) - 1}")
+    if len(set(labels.values())) != len(labels):
+        raise _bad(path, "labels", "gives two names the same id")
+    return dict(labels)
+
+
+def check_preprocessing(pre: Any, path: Any) -> dict[str, Any]:
+    """A preprocessing record (see `vidnet.data.preprocessing.Preprocessing.to_record`) with sane values.
+
+    Raises:
+        CheckpointError: a field of the wrong type or out of range (a clip side above 2048 pixels, a
+            non-positive standard deviation ...).
+    """
+    if pre is None:
+        return {}
+    if not isinstance(pre, Mapping):
+        raise _bad(path, "preprocessing", f"is a {type(pre).__name__}, not a record")
+    checks = {
+        "clip_length": lambda v: _int(v, 1, 4096),
+        "clip_size": lambda v: _int(v, 1, _MAX_SIDE) or (isinstance(v, list | tuple) and len(v) == 2
+                                                         and all(_int(x, 1, _MAX_SIDE) for x in v)),
+        "val_frame_interval": lambda v: _int(v, 1, 10_000),
+        "train_frame_interval": lambda v: isinstance(v, str | int) and not isinstance(v, bool),
+        "mean": lambda v: isinstance(v, list | tuple) and len(v) == 3 and all(
+            isinstance(x, int | float) and abs(x) < 1e6 for x in v),
+        "std": lambda v: isinstance(v, list | tuple) and len(v) == 3 and all(
+            isinstance(x, int | float) and 1e-6 < x < 1e6 for x in v),
+        "family": lambda v: isinstance(v, str),
+        "augment": lambda v: v is None or isinstance(v, str),
+        "hflip": lambda v: isinstance(v, bool),
+    }
+    for key, ok in checks.items():
+        if key in pre and pre[key] is not None and not ok(pre[key]):
+            raise _bad(path, f"preprocessing.{key}", f"= {str(pre[key])[:60]!r} is out of range or of the wrong type")
+    return dict(pre)
+
+
+def check_meta(obj: Mapping[str, Any], path: Any) -> None:
+    """The entries of a vidnet file that commands rely on: network, labels, preprocessing, architecture."""
+    if "network" in obj and not isinstance(obj["network"], str):
+        raise _bad(path, "network", "is not a name")
+    if obj.get("labels") is not None:
+        check_labels(obj["labels"], path)
+    check_preprocessing(obj.get("preprocessing"), path)
+    arch = obj.get("architecture")
+    if arch is not None and not (isinstance(arch, Mapping) and all(
+            isinstance(k, str) and isinstance(v, list) and all(_int(x, 1, 1 << 20) for x in v)
+            for k, v in arch.items())):
+        raise _bad(path, "architecture", "is not a map of layer names to channel counts")
+
+
+def check_training(obj: Mapping[str, Any], path: Any) -> None:
+    """What a resume reads: the position, the RNG states, the optimizer and the weights.
+
+    Raises:
+        CheckpointError: a missing or malformed entry (naming it).
+    """
+    check_meta(obj, path)
+    for key in ("epoch", "iteration", "step"):
+        if not _int(obj.get(key), 0, 1 << 40):
+            raise _bad(path, key, f"= {obj.get(key)!r} is not a count")
+    if not isinstance(obj.get("model"), Mapping) or not all(isinstance(v, torch.Tensor) for v in obj["model"].values()):
+        raise _bad(path, "model", "is not a state dict")
+    opt = obj.get("optimizer")
+    if not (isinstance(opt, Mapping) and isinstance(opt.get("state"), Mapping)
+            and isinstance(opt.get("param_groups"), list)):
+        raise _bad(path, "optimizer", "is not an optimizer state")
+    sums = obj.get("epoch_sums")
+    if sums is not None and not (isinstance(sums, list) and len(sums) == 4 and all(
+            isinstance(v, int | float) for v in sums)):
+        raise _bad(path, "epoch_sums", "is not four numbers")
+    rng = obj.get("rng")
+    try:
+        py, npy = rng["python"], rng["numpy"]
+        ok = (_int(py["version"], 0, 10) and isinstance(py["state"], torch.Tensor) and py["state"].numel() == 625
+              and isinstance(npy["key"], torch.Tensor) and npy["key"].numel() == 624 and _int(npy["pos"], 0, 624)
+              and isinstance(rng["torch"], torch.Tensor) and rng["torch"].dtype == torch.uint8)
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise _bad(path, "rng", "is not the RNG state vidnet writes")
 
 
 def is_vidnet(obj: Any) -> bool:
@@ -214,6 +371,7 @@ def load_training(path: str | os.PathLike) -> dict[str, Any]:
     if obj.get("kind") != "train":
         raise CheckpointError(f"{path}: holds weights only (no optimizer or position); resume from an "
                               f"ep-*.pth file, or start a new run from it with --pretrained-3d")
+    check_training(obj, path)
     return obj
 
 
@@ -234,22 +392,27 @@ def upgrade(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Pa
         raise CheckpointError(f"{path}: already in format {FORMAT}; nothing to do")
     if not isinstance(obj, dict) or obj.get("format") not in LEGACY_FORMATS:
         raise CheckpointError(f"{path}: not a vidnet checkpoint of format {', '.join(LEGACY_FORMATS)}")
+    for _ in walk(obj, str(path)):  # bounded before the recursive conversion
+        pass
     new = {k: _plain(v) for k, v in obj.items() if k != "format"}
-    if isinstance(obj.get("rng"), dict):
+    try:
         new["rng"] = _rng_to_plain(obj["rng"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its RNG state is not the one vidnet's first format wrote ({err!r})") from None
+    check_training(new, path)
     return save_training(out or path, new)
 
 
-def _plain(obj: Any) -> Any:
-    """NumPy arrays and scalars to tensors and Python numbers, recursively."""
+def _plain(obj: Any, depth: int = 0) -> Any:
+    """NumPy arrays and scalars to tensors and Python numbers, recursively (after `walk` bounded the tree)."""
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(obj))
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: _plain(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(_plain(v) for v in obj)
+        return type(obj)(_plain(v, depth + 1) for v in obj)
     return obj
 
 
@@ -260,6 +423,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     obj = read_file(path)
     info: dict[str, Any] = {"file": str(path), "bytes": path.stat().st_size}
     if is_vidnet(obj):
+        check_meta(obj, path)
         info.update(format=FORMAT, kind=obj.get("kind"), network=obj.get("network"))
         labels = obj.get("labels") or {}
         info["classes"] = len(labels)
@@ -274,7 +438,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         info.update(format="foreign", kind="weights")
     entries = {}
     for key, value in (obj.items() if isinstance(obj, dict) else [("(root)", obj)]):
-        tensors = list(_tensors(value))
+        tensors = list(_tensors(value, str(path)))
         if tensors:
             entries[str(key)] = {"tensors": len(tensors), "elements": sum(t.numel() for t in tensors),
                                  "bytes": sum(t.numel() * t.element_size() for t in tensors)}
@@ -282,15 +446,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     return info
 
 
-def _tensors(obj: Any):
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _tensors(v)
-    elif isinstance(obj, list | tuple):
-        for v in obj:
-            yield from _tensors(v)
+def _tensors(obj: Any, where: str) -> Iterator[torch.Tensor]:
+    return (v for _, v in walk(obj, where) if isinstance(v, torch.Tensor))
 
 
 # -- the run folder -----------------------------------------------------------------------------------------
@@ -325,13 +482,26 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return found[-1][2] if found else None
 
 
-def prune_checkpoints(folder: str | os.PathLike, keep_last: int) -> list[Path]:
-    """Delete all but the ``keep_last`` most recent resumable checkpoints (``best.pth`` is never touched);
-    returns the deleted paths. ``keep_last`` 0 keeps everything."""
+def prune_checkpoints(folder: str | os.PathLike, keep_last: int,
+                      current: str | os.PathLike) -> list[tuple[Path, bool]]:
+    """Keep the ``keep_last`` resumable checkpoints up to ``current`` (the one just written), delete the rest;
+    returns ``(deleted path, whether it lay beyond current)``. ``keep_last`` 0 keeps everything; ``best.pth``
+    is never touched.
+
+    Checkpoints *beyond* ``current`` come from a continuation this run replaced (it resumed from an earlier
+    one): they are deleted too, so that ``--resume auto`` continues this run, not the abandoned one.
+    """
     if keep_last <= 0:
         return []
-    old = [p for *_, p in find_checkpoints(folder)[:-keep_last]]
-    for p in old:
+    found = find_checkpoints(folder)
+    current = Path(current)
+    position = next(((e, i) for e, i, p in found if p.name == current.name), None)
+    if position is None:
+        return []
+    stale = [(p, True) for e, i, p in found if (e, i) > position]
+    kept = [(p, False) for e, i, p in found if (e, i) <= position]
+    old = stale + kept[:-keep_last]
+    for p, _ in old:
         p.unlink(missing_ok=True)
     return old
 

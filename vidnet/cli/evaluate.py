@@ -162,19 +162,29 @@ def _write_html(out: Path, test_dir: Path, **kwargs) -> None:
 
 
 def _reader(source: Path):
-    """``(n_frames, read(indices))`` of a frames.db (or its folder) or a video file."""
-    from vidnet.data.store import STORE_NAME, FrameStore
+    """``(n_frames, read(indices, min_size_for))`` of a frames.db (or its folder) or a video file.
+
+    ``min_size_for(stored (h, w))`` gives the reduced JPEG decode size the evaluation transform allows: a store
+    is decoded exactly as `vidnet.data.dataset.VideoClipDataset` decodes it for ``vidnet test``.
+    """
+    from vidnet.data.store import STORE_NAME, FrameStore, decode_frames, jpeg_size
 
     if source.is_dir() or source.name == STORE_NAME or source.suffix == ".db":
         store = FrameStore(source)
-        return len(store), store.get_frames
+
+        def read_store(idx, min_size_for):
+            idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+            blobs = store.get_bytes(idx)
+            return decode_frames(store.path, idx, blobs, min_size_for(jpeg_size(blobs[0])) if blobs else None)
+
+        return len(store), read_store
     from vidnet.data.video import iter_video_frames
 
     if not source.is_file():
         raise UsageError(f"{source}: no such video file or frame store")
     # The decoder is the truth about the frame count; the frames of a clip to classify fit in memory.
     frames = np.stack(list(iter_video_frames(source)))
-    return len(frames), lambda idx: frames[np.asarray(idx)]
+    return len(frames), lambda idx, min_size_for: frames[np.asarray(idx)]
 
 
 @app.command()

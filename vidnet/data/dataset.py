@@ -48,8 +48,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidnet._io import inside
 from vidnet._log import get_logger
-from vidnet.data.index import IndexRow, read_index, read_labels
+from vidnet.data.index import IndexRow, read_index, read_labels, split_warnings
 from vidnet.data.preprocessing import Preprocessing
 from vidnet.data.sampling import CentreClip, RandomClip, TemporalSampler, worker_rng
 from vidnet.data.store import STORE_NAME, ClipReader, decode_frames, jpeg_size
@@ -240,7 +241,10 @@ class VideoClipDataset(Dataset):
             raise UsageError(f"num_frames must be a positive integer, got {num_frames!r}")
         self.labels = read_labels(self.root / "labels.json")
         self.num_classes = len(self.labels)
-        rows = read_index(self.root / "index.csv")
+        rows = read_index(self.root / "index.csv")  # bad, escaping or duplicate rows are errors
+        for warning in split_warnings(rows):
+            if split is not None and warning.startswith(f"split {split!r}"):
+                log.warning("%s: %s", self.root, warning)
         if split is not None:
             rows = [r for r in rows if r.split == split]
         if classes is not None:
@@ -341,6 +345,8 @@ class VideoClipDataset(Dataset):
         name = self._video_name(row)
         if not row.path:
             raise ClipError(f"{name}: not converted (no store path in index.csv)", video=name, reason="missing")
+        if inside(self._abs_root, row.path, resolve=False) is None:  # read_index refuses such rows already
+            raise ClipError(f"{name}: store path leads outside {self.root}", video=name, reason="missing")
         path = os.path.join(self._abs_root, row.path, STORE_NAME)
         if not os.path.isfile(path):
             raise ClipError(f"{name}: store missing ({path})", video=name, reason="missing")

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from vidnet.data.dataset import VideoClipDataset
+from vidnet.data.dataset import VideoClipDataset, decode_size
 from vidnet.data.index import read_labels
 from vidnet.data.preprocessing import Preprocessing, normalize
 from vidnet.data.sampling import CentreClip, MultiClip, WholeVideo
@@ -400,15 +400,17 @@ def predict_frames(
 
     Args:
         n_frames: frames in the video.
-        read: ``read(indices) -> RGB uint8 [len(indices), H, W, 3]``.
+        read: ``read(indices, min_size_for) -> RGB uint8 [len(indices), H, W, 3]``; ``min_size_for(stored
+            (h, w))`` is the reduced JPEG decode size the transform allows (`vidnet.data.dataset.decode_size`),
+            which a frames.db reader passes to its decoder so that its frames equal the dataset's.
     """
     if n_frames < 1:
         raise VidnetError("the video has no frames")
     index = np.asarray(_sampler(em, clips).sample(n_frames, em.clip_length, None), dtype=np.int64)
     index = index.reshape(-1, em.clip_length)
-    decoded = read(index.reshape(-1))
-    frames = decoded.reshape(*index.shape, *decoded.shape[1:])
     transform = em.preprocessing.eval_transform(crops)
+    decoded = read(index.reshape(-1), lambda stored: decode_size(transform, stored, em.clip_size))
+    frames = decoded.reshape(*index.shape, *decoded.shape[1:])
     views = []
     for clip in frames:
         out = transform(np.ascontiguousarray(clip), None, size=em.clip_size)

@@ -101,7 +101,9 @@ def read_run(run_dir: str | os.PathLike) -> RunLogs:
         import yaml
 
         try:
-            config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+            config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise VidnetError(f"{run_dir / 'config.yaml'}: not UTF-8 text (byte {err.start})") from None
         except yaml.YAMLError as err:
             raise VidnetError(f"{run_dir / 'config.yaml'}: not valid YAML ({str(err).splitlines()[0]})") from None
     return RunLogs(run_dir=run_dir, train=train, val=val, config=config)

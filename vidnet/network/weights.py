@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from vidnet._log import get_logger
-from vidnet.checkpoint import CheckpointError, is_vidnet, read_file
+from vidnet.checkpoint import CheckpointError, check_labels, check_meta, is_vidnet, read_file
 from vidnet.errors import UsageError
 
 __all__ = ["LoadReport", "LoadedModel", "WeightFile", "apply_architecture", "load_model", "load_weights",
@@ -113,9 +113,9 @@ class WeightFile:
 
     @property
     def labels(self) -> dict[str, int]:
-        """The label map a vidnet file carries (empty otherwise)."""
+        """The label map the file carries (vidnet's files do), checked; empty when it has none."""
         labels = self.meta.get("labels")
-        return dict(labels) if isinstance(labels, Mapping) else {}
+        return check_labels(labels, self.where) if labels is not None else {}
 
 
 def read_weight_file(source: str | os.PathLike | Mapping | WeightFile) -> WeightFile:
@@ -133,14 +133,18 @@ def read_weight_file(source: str | os.PathLike | Mapping | WeightFile) -> Weight
     else:
         obj = source
     vidnet = is_vidnet(obj)
+    if vidnet:
+        check_meta(obj, where)
     top = obj
-    while isinstance(obj, Mapping):
-        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if inner is None:
+    for _ in range(4):  # {'model': {'state_dict': ...}} at most; a dict that contains itself stops here too
+        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None) \
+            if isinstance(obj, Mapping) else None
+        if inner is None or inner is obj:
             break
         obj = inner
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{where}: expected a state dict (name -> tensor), found {type(obj).__name__}")
+    if not isinstance(obj, Mapping) or any(isinstance(v, Mapping) and k in _WRAPPER_KEYS for k, v in obj.items()):
+        raise CheckpointError(f"{where}: expected a state dict (name -> tensor), found "
+                              f"{type(obj).__name__ if not isinstance(obj, Mapping) else 'wrappers nested too deep'}")
     state = {}
     for key, value in obj.items():
         if not isinstance(value, torch.Tensor):
@@ -290,6 +294,8 @@ def load_model(
                          "--network NAME (and --labels labels.json)")
     if num_classes is None:
         num_classes = len(wf.labels) or wf.meta.get("num_classes")
+        if num_classes is not None and not (isinstance(num_classes, int) and 0 < num_classes <= 1_000_000):
+            raise CheckpointError(f"{wf.where}: refused: num_classes = {str(num_classes)[:40]!r} is not a class count")
     if not num_classes:
         weights = [v for k, v in wf.state.items() if k.endswith("weight") and v.dim() >= 2]
         if not weights:

@@ -570,8 +570,12 @@ class _Saver:
                  "epoch_sums": None if sums is None else [float(v) for v in sums]}
         path = ckpt_io.save_training(self.folder / ckpt_io.checkpoint_name(epoch, iteration), state)
         log.info(f"saved {path}")
-        for old in ckpt_io.prune_checkpoints(self.folder, run.cfg.run.keep_last):
-            log.debug(f"removed {old} (--keep-last {run.cfg.run.keep_last})")
+        for old, beyond in ckpt_io.prune_checkpoints(self.folder, run.cfg.run.keep_last, path):
+            if beyond:
+                log.warning(f"removed {old}: it continued past {path.name} in an earlier run, which this run "
+                            "replaces (--keep-last 0 keeps every checkpoint)")
+            else:
+                log.debug(f"removed {old} (--keep-last {run.cfg.run.keep_last})")
 
     def best(self, epoch: int) -> None:
         run = self.run
