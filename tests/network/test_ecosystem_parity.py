@@ -69,9 +69,10 @@ def test_layout_loads_completely_and_reproduces_logits(path):
 def test_parameter_count_equals_reference(path):
     """The count at 400 classes equals the reference code's (PyTorchVideo's X3D has 48 fewer: no norm on the
     first stage's shortcut, which vidnet fills with an exact identity when loading its files). Counted at the
-    registered settings: a fixture's ``options`` (a smaller clip for MViTv2's position tables) apply to its logits."""
+    registered settings plus the fixture's ``params_options`` (MMAction2's SlowFast: ``lateral="conv"``); a
+    fixture's ``options`` (e.g. a smaller clip for MViTv2's position tables) apply to its logits only."""
     fixture = _load(path)
     with torch.device("meta"):
-        model = create_model(fixture["name"], num_classes=400)
+        model = create_model(fixture["name"], num_classes=400, **fixture.get("params_options", {}))
     expected = fixture["params_400"] + fixture.get("params_400_offset", 0)
     assert count_parameters(model) == expected

@@ -20,12 +20,13 @@ Checkpoints of PySlowFast, PyTorchVideo (hub) and MMAction2 load through
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import torch
 import torch.nn as nn
 
 from vidnet.network._registry import register_model
-from vidnet.network.layers.bottleneck3d import Bottleneck3d
+from vidnet.network.layers.bottleneck3d import MMACTION_BLOCK_RULES, Bottleneck3d
 from vidnet.network.layers.init import init_video_weights_
 
 __all__ = ["SlowFast", "slowfast", "slow_frames"]
@@ -35,8 +36,19 @@ PAPER = "SlowFast Networks for Video Recognition (Feichtenhofer et al., arXiv:18
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
-def slow_frames(num_frames: int, alpha: int) -> torch.Tensor:
-    """Indices of the slow pathway's frames in a fast clip of ``num_frames`` (the reference pipeline's rule)."""
+SlowSampling = Literal["linspace", "stride"]
+LateralKind = Literal["conv_bn_relu", "conv"]
+
+
+def slow_frames(num_frames: int, alpha: int, sampling: SlowSampling = "linspace") -> torch.Tensor:
+    """Indices of the slow pathway's frames in a fast clip of ``num_frames``.
+
+    ``linspace``: ``linspace(0, T - 1, T // alpha)`` rounded down (PySlowFast's and PyTorchVideo's pipelines);
+    ``stride``: every alpha-th frame from the first (MMAction2's backbone, which subsamples by nearest
+    interpolation).
+    """
+    if sampling == "stride":
+        return torch.arange(num_frames // alpha) * alpha
     return torch.linspace(0, num_frames - 1, num_frames // alpha).long()
 
 
@@ -62,15 +74,19 @@ class Pathway(nn.Module):
 
 
 class FastToSlow(nn.Sequential):
-    """Lateral connection: ``k x 1 x 1`` convolution with temporal stride alpha to twice the channels, norm, ReLU."""
+    """Lateral connection: ``k x 1 x 1`` convolution with temporal stride alpha to twice the channels, then norm
+    and ReLU (``kind="conv_bn_relu"``, the paper's code) or nothing more (``kind="conv"``, MMAction2's)."""
 
-    def __init__(self, channels: int, *, kernel_t: int, alpha: int, ratio: int = 2) -> None:
-        super().__init__(
-            nn.Conv3d(channels, channels * ratio, (kernel_t, 1, 1), stride=(alpha, 1, 1), padding=(kernel_t // 2, 0, 0),
-                      bias=False),
-            nn.BatchNorm3d(channels * ratio),
-            nn.ReLU(),
-        )
+    def __init__(self, channels: int, *, kernel_t: int, alpha: int, ratio: int = 2,
+                 kind: LateralKind = "conv_bn_relu") -> None:
+        conv = nn.Conv3d(channels, channels * ratio, (kernel_t, 1, 1), stride=(alpha, 1, 1),
+                         padding=(kernel_t // 2, 0, 0), bias=False)
+        if kind == "conv":
+            super().__init__(conv)
+        elif kind == "conv_bn_relu":
+            super().__init__(conv, nn.BatchNorm3d(channels * ratio), nn.ReLU())
+        else:
+            raise ValueError(f"lateral must be 'conv_bn_relu' or 'conv', got {kind!r}")
 
 
 class SlowFast(nn.Module):
@@ -84,6 +100,10 @@ class SlowFast(nn.Module):
         fusion_kernel: temporal kernel of the lateral connections.
         fusion_ratio: channel expansion of the lateral connections (2).
         dropout: dropout before the classifier (0.5 in the reference training).
+        lateral: ``conv_bn_relu`` (PySlowFast, PyTorchVideo) or ``conv`` (MMAction2's SlowFast, which has no
+            norm or activation on the lateral connections: 928 parameters fewer).
+        slow_sampling: how the slow pathway's frames are picked from the clip (see :func:`slow_frames`):
+            ``linspace`` (PySlowFast, PyTorchVideo) or ``stride`` (MMAction2).
     """
 
     def __init__(
@@ -96,12 +116,17 @@ class SlowFast(nn.Module):
         fusion_kernel: int = 7,
         fusion_ratio: int = 2,
         dropout: float = 0.5,
+        lateral: LateralKind = "conv_bn_relu",
+        slow_sampling: SlowSampling = "linspace",
     ) -> None:
         super().__init__()
         if model_depth not in STAGE_BLOCKS:
             choices = ", ".join(map(str, STAGE_BLOCKS))
             raise ValueError(f"SlowFast model_depth must be one of {choices}, got {model_depth}")
+        if slow_sampling not in ("linspace", "stride"):
+            raise ValueError(f"slow_sampling must be 'linspace' or 'stride', got {slow_sampling!r}")
         self.alpha = alpha
+        self.slow_sampling = slow_sampling
         self.min_input = (alpha, 32, 32)
         blocks = STAGE_BLOCKS[model_depth]
         slow_w, fast_w = 64, 64 // beta_inv
@@ -112,7 +137,8 @@ class SlowFast(nn.Module):
                             stem_kernel_t=1, temporal_kernels=(1, 1, 3, 3), blocks=blocks)
         self.fast = Pathway(width=fast_w, in_widths=tuple(fast_out), stem_kernel_t=5, temporal_kernels=(3, 3, 3, 3),
                             blocks=blocks)
-        self.lateral = nn.ModuleList(FastToSlow(c, kernel_t=fusion_kernel, alpha=alpha, ratio=fusion_ratio)
+        self.lateral = nn.ModuleList(FastToSlow(c, kernel_t=fusion_kernel, alpha=alpha, ratio=fusion_ratio,
+                                                kind=lateral)
                                      for c in fast_out)
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -132,7 +158,8 @@ class SlowFast(nn.Module):
             raise ValueError(f"expected a clip B x C x T x H x W, got shape {tuple(x.shape)}")
         if x.shape[2] < self.alpha:
             raise ValueError(f"SlowFast needs at least alpha={self.alpha} frames, got {x.shape[2]}")
-        return [x.index_select(2, slow_frames(x.shape[2], self.alpha).to(x.device)), x]
+        index = slow_frames(x.shape[2], self.alpha, self.slow_sampling).to(x.device)
+        return [x.index_select(2, index), x]
 
     def features(self, x: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
         """The two last-stage maps ``[slow, fast]``."""
@@ -157,10 +184,19 @@ class SlowFast(nn.Module):
         PyTorchVideo (hub): ``blocks.0.multipathway_blocks.{p}.{conv,norm}``,
         ``blocks.{0-3}.multipathway_fusion.{conv_fast_to_slow,norm}``,
         ``blocks.{1-4}.multipathway_blocks.{p}.res_blocks.{j}.branch2.{conv,norm}_{a,b,c}`` and
-        ``branch1_{conv,norm}``, ``blocks.6.proj``. MMAction2: ``backbone.`` / ``cls_head.`` prefixes around its
-        own names. Unknown keys pass unchanged.
+        ``branch1_{conv,norm}``, ``blocks.6.proj``. MMAction2 (build with ``lateral="conv", slow_sampling="stride"``
+        for its function): ``backbone.{slow,fast}_path.conv1.{conv,bn}``, ``backbone.slow_path.conv1_lateral``
+        and ``layerS_lateral``, ``backbone.{slow,fast}_path.layerS.j.convN.{conv,bn}``, ``cls_head.fc_cls``, whose
+        input is ``[fast, slow]``: its columns are swapped to this model's ``[slow, fast]``. Unknown keys pass
+        unchanged.
         """
-        return {_slowfast_key(k): v for k, v in state_dict.items()}
+        out = {}
+        for key, value in state_dict.items():
+            if key.startswith("cls_head.fc_cls.weight"):
+                fast = self.fc.in_features - self.slow.layer4[-1].bn3.num_features
+                value = torch.cat([value[:, fast:], value[:, :fast]], dim=1)
+            out[_slowfast_key(key)] = value
+        return out
 
 
 def _path(p: str) -> str:
@@ -194,6 +230,14 @@ _SLOWFAST_RULES: list[tuple[str, object]] = [
     (r"^blocks\.([1-4])\.multipathway_blocks\.([01])\.res_blocks\.(\d+)\.",
      lambda m: f"{_path(m[2])}.layer{m[1]}.{m[3]}."),
     (r"^blocks\.6\.proj\.", "fc."),
+    # MMAction2
+    (r"^backbone\.(slow|fast)_path\.conv1\.conv\.", r"\1.stem.0."),
+    (r"^backbone\.(slow|fast)_path\.conv1\.bn\.", r"\1.stem.1."),
+    (r"^backbone\.slow_path\.conv1_lateral\.conv\.", "lateral.0.0."),
+    (r"^backbone\.slow_path\.layer([1-3])_lateral\.conv\.", r"lateral.\1.0."),
+    (r"^backbone\.(slow|fast)_path\.(layer\d)", r"\1.\2"),
+    (r"^cls_head\.fc_cls\.", "fc."),
+    *MMACTION_BLOCK_RULES,
     *_BLOCK_RULES,
 ]
 

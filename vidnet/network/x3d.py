@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from vidnet.network._registry import register_model
-from vidnet.network.layers.bottleneck3d import Bottleneck3d
+from vidnet.network.layers.bottleneck3d import MMACTION_BLOCK_RULES, Bottleneck3d
 from vidnet.network.layers.init import init_video_weights_
 from vidnet.network.layers.squeeze_excitation import round_width
 
@@ -147,11 +147,16 @@ class X3D(nn.Module):
         ``blocks.{1-4}.res_blocks.{j}.branch2.{conv,norm}_{a,b,c}`` with SE in ``norm_b.1.block.{0,2}``,
         ``blocks.5.pool.{pre,post}_conv``, ``blocks.5.proj``. PyTorchVideo has no norm on the first stage's
         shortcut (the width does not change there); an exact identity norm is supplied for it. MMAction2:
-        ``backbone.`` and ``cls_head.`` prefixes around its own names. Unknown keys pass unchanged.
+        ``backbone.conv1_{s,t}``, ``backbone.layerS.j.convN.{conv,bn}``, ``se_module``, ``backbone.conv5``, and
+        ``cls_head.fc1`` (a linear layer: reshaped to the 1x1x1 convolution ``lin5``) and ``cls_head.fc2``.
+        Unknown keys pass unchanged.
         """
         out: dict[str, torch.Tensor] = {}
         for key, value in state_dict.items():
-            out[_x3d_key(key)] = value
+            key = _x3d_key(key)
+            if key == "lin5.weight" and value.dim() == 2:  # MMAction2's head applies it as a linear layer
+                value = value[:, :, None, None, None]
+            out[key] = value
         own = self.state_dict()
         shortcut = "layer1.0.downsample.1."
         if any(k.startswith("blocks.1.res_blocks.0.branch1_conv") for k in state_dict) and \
@@ -191,6 +196,17 @@ _X3D_RULES: list[tuple[str, str]] = [
     (r"^blocks\.5\.pool\.pre_norm\.", "bn5."),
     (r"^blocks\.5\.pool\.post_conv\.", "lin5."),
     (r"^blocks\.5\.proj\.", "fc."),
+    # MMAction2 (ConvModule keeps its convolution and norm as .conv and .bn)
+    (r"^backbone\.conv1_s\.conv\.", "stem.conv_xy."),
+    (r"^backbone\.conv1_t\.conv\.", "stem.conv_t."),
+    (r"^backbone\.conv1_t\.bn\.", "stem.bn."),
+    (r"^backbone\.conv5\.conv\.", "conv5."),
+    (r"^backbone\.conv5\.bn\.", "bn5."),
+    (r"^backbone\.(layer\d\.\d+\.)", r"\1"),
+    *MMACTION_BLOCK_RULES,
+    (r"\.se_module\.", ".se."),
+    (r"^cls_head\.fc1\.", "lin5."),
+    (r"^cls_head\.fc2\.", "fc."),
 ]
 
 

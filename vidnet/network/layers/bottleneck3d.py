@@ -20,7 +20,16 @@ import torch.nn as nn
 
 from vidnet.network.layers.squeeze_excitation import SqueezeExcitation3d
 
-__all__ = ["Bottleneck3d"]
+__all__ = ["Bottleneck3d", "MMACTION_BLOCK_RULES"]
+
+MMACTION_BLOCK_RULES: list[tuple[str, str]] = [
+    (r"\.conv([123])\.conv\.", r".conv\1."),
+    (r"\.conv([123])\.bn\.", r".bn\1."),
+    (r"\.downsample\.conv\.", ".downsample.0."),
+    (r"\.downsample\.bn\.", ".downsample.1."),
+]
+"""Key renames from MMAction2's bottlenecks (``convN`` is a ConvModule holding ``.conv`` and ``.bn``) to
+:class:`Bottleneck3d`'s (``convN``, ``bnN``, ``downsample.0/1``)."""
 
 
 class Bottleneck3d(nn.Module):
