@@ -3,7 +3,7 @@
 Feichtenhofer et al., "SlowFast Networks for Video Recognition", arXiv:1812.03982.
 
 The model takes one clip ``B x 3 x T x H x W`` sampled at the fast pathway's rate; the slow pathway sees
-``T // alpha`` of its frames, picked as the reference data pipeline picks them
+``T // alpha`` of its frames (T a multiple of alpha), picked as the reference data pipeline picks them
 (``linspace(0, T - 1, T // alpha)`` rounded down). A list ``[slow, fast]`` is accepted too, as the reference
 code's models take it. Both pathways are ResNet-50/101 trunks of
 :class:`~vidnet.network.layers.bottleneck3d.Bottleneck3d` blocks (spatial strides 1/2/2/2, no temporal
@@ -156,8 +156,9 @@ class SlowFast(nn.Module):
             return list(x)
         if x.dim() != 5:
             raise ValueError(f"expected a clip B x C x T x H x W, got shape {tuple(x.shape)}")
-        if x.shape[2] < self.alpha:
-            raise ValueError(f"SlowFast needs at least alpha={self.alpha} frames, got {x.shape[2]}")
+        if x.shape[2] < self.alpha or x.shape[2] % self.alpha:
+            # The lateral connections stride the fast pathway by alpha: T // alpha slow frames need T = k * alpha.
+            raise ValueError(f"SlowFast needs a multiple of alpha={self.alpha} frames, got {x.shape[2]}")
         index = slow_frames(x.shape[2], self.alpha, self.slow_sampling).to(x.device)
         return [x.index_select(2, index), x]
 
