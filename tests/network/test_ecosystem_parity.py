@@ -76,3 +76,25 @@ def test_parameter_count_equals_reference(path):
         model = create_model(fixture["name"], num_classes=400, **fixture.get("params_options", {}))
     expected = fixture["params_400"] + fixture.get("params_400_offset", 0)
     assert count_parameters(model) == expected
+
+
+def test_kinetics_weights_fine_tune_with_a_new_head():
+    """A 400-class file into a 7-class model: everything but the classifier loads, and the report says so."""
+    fixture = _load(FIXTURES / "x3d_xs.pyslowfast.json.gz")
+    original = parity_state_dict(fixture)
+    with torch.device("meta"):
+        model = create_model("x3d_xs", num_classes=7)
+    model = model.to_empty(device="cpu")
+    report = load_weights(model, original)
+    assert report.remapped and set(report.skipped) == {"fc.weight", "fc.bias"}
+    assert all("shape" in why for why in report.skipped.values())
+    assert set(report.missing) == {"fc.weight", "fc.bias"}
+
+
+def test_own_layout_passes_the_remap_unchanged():
+    """A checkpoint vidnet saved itself loads without any remapping for every new family."""
+    for name in ("x3d_xs", "slowfast_r50_4x16", "mvit_v2_s", "mc3_18"):
+        with torch.device("meta"):
+            model = create_model(name, num_classes=3)
+        sd = model.state_dict()
+        assert model.remap_original_state_dict(dict(sd)).keys() == sd.keys(), name

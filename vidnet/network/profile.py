@@ -97,6 +97,10 @@ PUBLISHED_K400: dict[str, PaperFigures] = {
     "slowfast_r101_8x8": PaperFigures(127.20, "10x3", 62.83e6, 77.90, (32, 256, 256), _PTV_ZOO),
     "mvit_v2_s": PaperFigures(64.0, "5x1", 34.5e6, 81.0, (16, 224, 224),
                               "PySlowFast projects/mvitv2/README.md (torchvision mvit_v2_s: 80.757 %)"),
+    # torchvision's "GFLOPS" are MACs at 16x112x112 (its r3d_18/r2plus1d_18 lack vidnet's stem max-pool, so only
+    # mc3_18, built as torchvision builds it, is listed).
+    "mc3_18": PaperFigures(43.343, "5x1", 11_695_440, 63.96, (16, 112, 112),
+                           "torchvision MC3_18_Weights.KINETICS400_V1"),
 }
 """Published Kinetics-400 figures of the 2026 model line, keyed by vidnet name (tests check the parameters)."""
 
