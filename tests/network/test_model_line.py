@@ -102,3 +102,18 @@ def test_profile_row_carries_the_published_figures():
     assert r.to_dict()["paper"]["top1"] == 69.12
     plain = profile_model("r3d_18", clip=(4, 32, 32), repeats=1, warmup=0, backward=False)
     assert plain.paper is None and plain.macs_paper_clip is None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_channels_last_forward_and_backward(name, dtype):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5).cuda().to(memory_format=torch.channels_last_3d).train()
+    x = _clip().cuda().contiguous(memory_format=torch.channels_last_3d)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    with torch.autocast("cuda", dtype=dtype):
+        loss = model(x).float().logsumexp(1).sum()
+    scaler.scale(loss).backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
