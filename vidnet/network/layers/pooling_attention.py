@@ -119,7 +119,7 @@ class PoolingAttention(nn.Module):
         v, _ = pool_tokens(v, thw, self.pool_v, self.norm_v)
         attn = (q * self.scale) @ k.transpose(-2, -1)
         bias = relative_position_bias(q, q_thw, k_thw, self.rel_pos_t, self.rel_pos_h, self.rel_pos_w)
-        attn = torch.cat([attn[:, :, :1], torch.cat([attn[:, :, 1:, :1], attn[:, :, 1:, 1:] + bias], dim=3)], dim=2)
+        attn[:, :, 1:, 1:] += bias  # in place is safe: the matmul's backward needs q and k, not its output
         out = attn.softmax(dim=-1) @ v
-        out = torch.cat([out[:, :, :1], out[:, :, 1:] + q[:, :, 1:]], dim=2)
+        out[:, :, 1:] += q[:, :, 1:]
         return self.proj(out.transpose(1, 2).reshape(b, -1, self.num_heads * self.head_dim)), q_thw
