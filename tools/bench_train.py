@@ -17,9 +17,10 @@ import time
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vidnet.data.preprocessing import KINETICS_MEAN, KINETICS_STD
 from vidnet.network import create_model
 from vidnet.train.config import TrainConfig
-from vidnet.train.loop import MEAN, STD, train
+from vidnet.train.loop import train
 
 
 class InMemoryClips(Dataset):
@@ -42,8 +43,8 @@ class InMemoryClips(Dataset):
 
 def bare(model, data, *, steps: int, batch: int, precision: str) -> float:
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    mean = torch.tensor(MEAN).mul(255).view(3, 1, 1, 1)
-    std = torch.tensor(STD).mul(255).view(3, 1, 1, 1)
+    mean = torch.tensor(KINETICS_MEAN).mul(255).view(3, 1, 1, 1)
+    std = torch.tensor(KINETICS_STD).mul(255).view(3, 1, 1, 1)
     loader = DataLoader(data, batch_size=batch, shuffle=True, drop_last=True)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     done, t0 = 0, time.perf_counter()

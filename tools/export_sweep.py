@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from vidnet.cli.models import parse_clip
+from vidnet._parse import parse_clip
 from vidnet.errors import VidnetError
 from vidnet.network import create_model, list_models, model_info
 from vidnet.network.cost import model_cost

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 
 class VidnetError(Exception):
     """An error the command line reports as one line and a non-zero exit, without a traceback."""
@@ -35,3 +38,34 @@ class ClipError(VidnetError):
         super().__init__(message)
         self.video = video
         self.reason = reason
+
+
+_PLAIN = {
+    errno.ENOSPC: "disk full (no space left on device)",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a file stands where a folder is needed",
+    errno.EISDIR: "is a folder, not a file",
+    errno.EEXIST: "already exists",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.ENAMETOOLONG: "name too long",
+    errno.EMFILE: "too many open files (raise `ulimit -n`)",
+}
+_PLAIN_SQLITE = {
+    "database or disk is full": "disk full",
+    "attempt to write a readonly database": "read-only file system",
+    "file is not a database": "not a SQLite database",
+    "unable to open database file": "cannot open the database file",
+}
+
+
+def plain_reason(err: BaseException) -> str:
+    """The reason of an I/O or SQLite failure in plain words (``disk full (no space left on device)``),
+    without the file name or the exception's class."""
+    if isinstance(err, OSError):
+        return _PLAIN.get(err.errno or 0) or (err.strerror or str(err)).lower()
+    if isinstance(err, sqlite3.Error):
+        return _PLAIN_SQLITE.get(str(err), str(err))
+    return str(err)

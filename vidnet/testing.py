@@ -1,4 +1,4 @@
-"""Deterministic fixtures shared by tests: parity weights and clips as `shared/reference/parity` defines them.
+"""Deterministic fixtures shared by tests: parity weights and clips as ``tests/network/parity`` defines them.
 
 The parity fixtures were produced by the original implementations filled with these exact values, so a
 vidnet model that loads the same values under the original key names must produce the same logits.
@@ -57,20 +57,25 @@ def parity_clip(shape: tuple[int, ...] = (2, 3, 16, 112, 112)) -> torch.Tensor:
 
 
 def parity_dir() -> Path | None:
-    """Where the parity fixtures live: ``$VIDNET_PARITY_DIR`` or ``../shared/reference/parity`` beside the repo."""
+    """Where the parity fixtures live: ``$VIDNET_PARITY_DIR``, else ``tests/network/parity`` of the repository
+    (they are vendored there, so a fresh clone runs the parity tests)."""
     env = os.environ.get("VIDNET_PARITY_DIR")
     candidates = [Path(env)] if env else []
-    repo = Path(__file__).resolve().parents[1]
-    candidates += [repo.parent / "shared" / "reference" / "parity", repo / "shared" / "reference" / "parity"]
+    candidates.append(Path(__file__).resolve().parents[1] / "tests" / "network" / "parity")
     return next((c for c in candidates if c.is_dir()), None)
 
 
-def load_parity_fixture(name: str) -> dict | None:
-    """Load ``<parity_dir>/<name>.json``, or None when the fixtures are not available."""
+def load_parity_fixture(name: str) -> dict:
+    """Load ``<parity_dir>/<name>.json``.
+
+    Raises:
+        FileNotFoundError: the fixture is missing (the repository ships them: a missing one is a broken checkout).
+    """
     d = parity_dir()
-    if d is None or not (d / f"{name}.json").is_file():
-        return None
-    return json.loads((d / f"{name}.json").read_text())
+    path = (d or Path("tests/network/parity")) / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"parity fixture {path} is missing")
+    return json.loads(path.read_text())
 
 
 def moving_frames(n: int = 12, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:

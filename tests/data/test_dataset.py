@@ -11,8 +11,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from vidnet.data import dataset as dataset_module
-from vidnet.data.dataset import KINETICS_MEAN, KINETICS_STD, VideoClipDataset, decode_size, normalize
+from vidnet.data.dataset import VideoClipDataset, decode_size
 from vidnet.data.index import read_index, write_index
+from vidnet.data.preprocessing import KINETICS_MEAN, KINETICS_STD, normalize
 from vidnet.data.sampling import CentreClip, MultiClip, RandomClip
 from vidnet.data.store import ClipReader, FrameStore
 from vidnet.data.transforms import ClipAugment, ClipEval, EvalConfig, TrainAugmentConfig, train_preset

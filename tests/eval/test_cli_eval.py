@@ -33,7 +33,7 @@ def test_test_prints_both_accuracies_and_writes_files(tested, tiny_checkpoint):
             assert (out / f"{name}{suffix}").is_file(), name + suffix
     summary = json.loads((out / "summary.json").read_text())
     # Clip accuracy is what the trainer validated on: same clips, same transform, same loss.
-    ckpt = torch.load(tiny_checkpoint, weights_only=False)
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
     val = list(csv.DictReader((tiny_checkpoint.parent.parent / "val.csv").open()))[-1]
     assert summary["clip"]["loss"] == pytest.approx(float(val["loss"]), rel=1e-4)
     assert summary["clip"]["top1"] == pytest.approx(float(val["top1"]))

@@ -70,12 +70,12 @@ def test_fusion_rejects_mismatches(other, kw, err):
 
 
 def test_bare_state_dict_with_network_and_labels(tiny_checkpoint, tiny_dataset, tmp_path):
-    ckpt = torch.load(tiny_checkpoint, weights_only=False)
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
     bare = tmp_path / "bare.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in ckpt["model"].items()}}, bare)
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps(ckpt["labels"]))
-    with pytest.raises(VidnetError, match="not a vidnet training checkpoint"):
+    with pytest.raises(VidnetError, match="give --labels labels.json and --network NAME"):
         load_eval_model(bare)
     em = load_eval_model(bare, network="tiny_3d", labels=labels, clip_length=4, clip_size=16, interval=1)
     ref = load_eval_model(tiny_checkpoint)

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from vidnet.cli import app
-from vidnet.data.dataset import normalize
+from vidnet.data.preprocessing import normalize
 from vidnet.eval.multiview import (
     Predictions,
     is_single_frame,
@@ -61,7 +61,8 @@ def test_whole_video_is_one_forward_pass(em, tiny_dataset):
 
 def test_single_frame_detection(em):
     assert not is_single_frame(em)  # tiny_3d on 4-frame clips
-    assert is_single_frame(replace(em, clip_length=1))  # trained on single frames, whatever the network
+    # trained on single frames, whatever the network
+    assert is_single_frame(replace(em, preprocessing=em.preprocessing.replace(clip_length=1)))
     assert is_single_frame(replace(em, network="tiny_2d"))  # registry depth tag 2d
     assert is_single_frame(replace(em, network="frame_resnet18"))  # registry family frame2d
     assert not is_single_frame(replace(em, network="r3d_18"))

@@ -14,7 +14,6 @@ from vidnet.cli import app
 from vidnet.errors import UsageError
 from vidnet.network import create_model
 from vidnet.network.compress import (
-    distillation_loss,
     find_prunable_chains,
     magnitude_prune,
     model_size_bytes,
@@ -25,8 +24,9 @@ from vidnet.network.compress import (
     sparsity,
 )
 from vidnet.network.cost import count_macs
-from vidnet.network.loading import load_model
 from vidnet.network.profile import count_params
+from vidnet.network.weights import load_model
+from vidnet.train.distill import distillation_loss
 
 TINY = (1, 3, 4, 32, 32)
 
@@ -173,10 +173,35 @@ def test_cli_compress_json(tmp_path) -> None:
     assert rows["prune 0.50"]["macs"] < rows["base"]["macs"]
     assert rows["sparse 0.50"]["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert rows["base"]["accuracy"] is None  # no --dataset
-    # The pruned variant is a checkpoint carrying its channel counts; the loader rebuilds it exactly.
-    saved, label = load_model(tmp_path / "mobilenetv2_3d_020_prune_0.50.pth")
-    assert label == "mobilenetv2_3d_020" and count_params(saved) == rows["prune 0.50"]["params"]
-    assert isinstance(torch.load(tmp_path / "mobilenetv2_3d_020_sparse_0.50.pt", weights_only=False), nn.Module)
+    # The pruned variant is a weight file carrying its channel counts; the loader rebuilds it exactly. Every
+    # float variant reads back through the safe door; the int8 one is TorchScript.
+    saved = load_model(tmp_path / "mobilenetv2_3d_020_prune_0.50.pth")
+    assert saved.network == "mobilenetv2_3d_020" and count_params(saved.model) == rows["prune 0.50"]["params"]
+    sparse = load_model(tmp_path / "mobilenetv2_3d_020_sparse_0.50.pth").model
+    assert sum(int((p == 0).sum()) for p in sparse.parameters()) > 0
+    assert torch.jit.load(str(tmp_path / "mobilenetv2_3d_020_int8_dynamic.ts"))(torch.randn(1, 3, 4, 32, 32)).shape \
+        == (1, 4)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_cli_compress_static_int8_saves_what_it_can_after_the_table(tmp_path) -> None:
+    # Formerly: torch.save of the FX int8 model raised AttributeError, no table was printed and a truncated
+    # file was left behind.
+    res = CliRunner().invoke(app, ["compress", "--network", "mobilenet_3d_050", "--clip", "4x32x32", "--ratios", "",
+                                   "--sparsity", "", "--quantize", "static", "--repeats", "1", "--threads", "1",
+                                   "--out", str(tmp_path / "cq")])
+    assert res.exit_code == 0, res.output
+    assert "int8 static" in res.output and "Traceback" not in res.output
+    table_at = res.output.index("int8 static")
+    saved_at = res.output.index("mobilenet_3d_050_base.pth")
+    assert table_at < saved_at  # the table comes first
+    files = sorted(p.name for p in (tmp_path / "cq").iterdir())
+    assert "mobilenet_3d_050_base.pth" in files and not [f for f in files if f.startswith(".")]
+    if "mobilenet_3d_050_int8_static.ts" in files:
+        model = torch.jit.load(str(tmp_path / "cq" / "mobilenet_3d_050_int8_static.ts"))
+        assert model(torch.randn(1, 3, 4, 32, 32)).shape[0] == 1
+    else:
+        assert "not saved: int8 static" in res.output
 
 
 def test_recalibrate_batchnorm_restores_modes() -> None:
@@ -190,7 +215,7 @@ def test_recalibrate_batchnorm_restores_modes() -> None:
 
 
 def test_clip_accuracy_counts_correct_clips() -> None:
-    from vidnet.network.compress import clip_accuracy
+    from vidnet.eval.multiview import clip_accuracy
 
     class Bright(nn.Module):  # class 1 for bright clips, class 0 for dark ones
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -159,8 +159,6 @@ PARITY = [
 @pytest.mark.parametrize(("fixture", "name"), PARITY)
 def test_original_checkpoint_loads_and_logits_match(fixture, name):
     fx = load_parity_fixture(fixture)
-    if fx is None:
-        pytest.skip("parity fixtures not available (set VIDNET_PARITY_DIR)")
     model = create_model(name, num_classes=fx["num_classes"]).eval()
     sd = parity_state_dict(fx)
     if hasattr(model, "remap_original_state_dict"):

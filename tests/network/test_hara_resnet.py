@@ -186,8 +186,6 @@ def test_macs_equal_the_original_code(name, shortcut, num_classes, gmacs):
                                                            ("hara_resnext101_B", "resnext101_3d", "B")])
 def test_original_checkpoint_loads_and_logits_match(fixture, name, shortcut):
     fx = load_parity_fixture(fixture)
-    if fx is None:
-        pytest.skip("parity fixtures not available (set VIDNET_PARITY_DIR)")
     model = create_model(name, num_classes=fx["num_classes"], shortcut=shortcut).eval()
     # Same key names as the original: no remap, every key and shape loads strictly.
     model.load_state_dict(parity_state_dict(fx), strict=True)

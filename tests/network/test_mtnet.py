@@ -57,8 +57,6 @@ def test_parameter_counts_equal_the_original(name):
 
 def _fixture():
     fx = load_parity_fixture("mtnet_xs")
-    if fx is None:
-        pytest.skip("parity fixtures not found (set VIDNET_PARITY_DIR to shared/reference/parity)")
     return fx
 
 

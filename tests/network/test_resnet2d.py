@@ -9,10 +9,10 @@ from vidnet.network import create_model, list_models, model_info
 from vidnet.network.resnet2d import (
     RESNET2D_LAYERS,
     FrameResNet,
-    read_state_dict,
     resnet2d,
     transfer_resnet2d_weights,
 )
+from vidnet.network.weights import read_state_dict
 
 # zoo.md section 5: params (1000 classes), params without fc, fc in, state-dict entries (without
 # num_batches_tracked), parameter tensors.

@@ -7,7 +7,7 @@ import torch
 
 from vidnet.network import create_model
 from vidnet.network.weights import load_weights
-from vidnet.testing import load_parity_fixture, parity_clip, parity_dir, parity_state_dict
+from vidnet.testing import load_parity_fixture, parity_clip, parity_state_dict
 
 FIXTURES = ["r3d_18", "r2plus1d_18", "srtg_r3d_18", "srtg_r2plus1d_18", "srtg_r3d_50", "ir_csn_50", "ip_csn_50"]
 
@@ -17,12 +17,9 @@ def clip() -> torch.Tensor:
     return parity_clip()
 
 
-@pytest.mark.skipif(parity_dir() is None, reason="parity fixtures not found (set VIDNET_PARITY_DIR)")
 @pytest.mark.parametrize("name", FIXTURES)
 def test_original_checkpoint_layout_reproduces_logits(name, clip):
     fixture = load_parity_fixture(name)
-    if fixture is None:
-        pytest.skip(f"{name}.json is not in {parity_dir()}")
     # The fixtures were made with the original constructors: recursion=True, gates=False for srtg_*.
     options = {"gates": False} if name.startswith("srtg_") else {}
     model = create_model(name, num_classes=fixture["num_classes"], **options).eval()

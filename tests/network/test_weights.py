@@ -65,7 +65,7 @@ def test_a_plain_backbone_checkpoint_fills_an_srtg_model(source):
 def test_pickled_code_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "hook": _Payload()}, path)
-    with pytest.raises(VidnetError, match="evil.pth: refusing"):
+    with pytest.raises(VidnetError, match="evil.pth: refused"):
         read_state_dict(path)
 
 

@@ -31,12 +31,12 @@ def _worker(rank: int, world: int, port: int, out: str, multigrid: bool) -> None
     cfg = TrainConfig.from_flat({"network": "tiny", "dataset": os.path.join(out, "motion"), "model_dir": out,
                                  "workers": 0, "batch_size": 2, "end_epoch": 2, "lr_steps": [1], "clip_length": 4,
                                  "clip_size": 16, "tensorboard": False, "log_interval": 1, "lr_base": 0.05,
-                                 **extra})
+                                 "keep_last": 0, **extra})
     torch.manual_seed(0)
     model = TinyNet()
     res = train(cfg, model=model, train_set=MotionClips(96 if multigrid else 24), val_set=MotionClips(9, seed=4))
     model_state = torch.load(os.path.join(out, "motion", "tiny", "checkpoints", "ep-0001.pth"),
-                             weights_only=False)["model"] if rank == 0 else None
+                             weights_only=True)["model"] if rank == 0 else None
     torch.save({"steps": res.steps, "val": res.val, "epochs": res.epochs, "ckpt1": model_state,
                 "weights": {k: v.clone() for k, v in model.state_dict().items()}},
                os.path.join(out, f"rank{rank}.pt"))
@@ -44,7 +44,7 @@ def _worker(rank: int, world: int, port: int, out: str, multigrid: bool) -> None
 
 def _run(tmp_path, multigrid):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), multigrid), nprocs=2, join=True)
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 
 def test_two_processes_gloo(tmp_path):
@@ -54,7 +54,7 @@ def test_two_processes_gloo(tmp_path):
         if "running" not in k:  # BatchNorm statistics are per process without SyncBN
             assert torch.equal(v, r1["weights"][k]), k
     assert r0["val"] == r1["val"]  # validation is summed over both ranks (9 clips, 5 + 4)
-    final = torch.load(tmp_path / "motion" / "tiny" / "checkpoints" / "ep-0002.pth", weights_only=False)
+    final = torch.load(tmp_path / "motion" / "tiny" / "checkpoints" / "ep-0002.pth", weights_only=True)
     assert final["step"] == 12
     assert len(list((tmp_path / "motion" / "tiny").glob("train.csv"))) == 1
 

@@ -10,12 +10,12 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.train.conftest import MotionClips, TinyNet
+from vidnet.checkpoint import CheckpointError, find_checkpoints, load_training
 from vidnet.cli import app
 from vidnet.errors import UsageError
 from vidnet.network import create_model
 from vidnet.network.compress import channel_spec, prune_channels
-from vidnet.network.loading import load_model
-from vidnet.train.checkpoint import find_checkpoints, load_checkpoint
+from vidnet.network.weights import load_model
 from vidnet.train.config import TrainConfig
 from vidnet.train.loop import train
 
@@ -35,7 +35,7 @@ def run(cfg, model=None, n=16):
 
 
 def last(result):
-    return load_checkpoint(find_checkpoints(result.run_dir / "checkpoints")[-1][2])
+    return load_training(find_checkpoints(result.run_dir / "checkpoints")[-1][2])
 
 
 def save_teacher(path, labels=LABELS, **extra):
@@ -60,7 +60,7 @@ def test_alpha_zero_is_plain_training_and_alpha_changes_it(tmp_path):
 
 
 def test_teacher_errors(tmp_path):
-    with pytest.raises(UsageError, match="--teacher .*nope.pth: checkpoint not found"):
+    with pytest.raises(CheckpointError, match="--teacher .*nope.pth: checkpoint not found"):
         run(make_cfg(tmp_path, teacher=str(tmp_path / "nope.pth")))
     other = save_teacher(tmp_path / "other.pth", labels={"left": 0, "right": 1})
     with pytest.raises(UsageError, match="label map .* differs"):
@@ -115,7 +115,8 @@ def test_pruned_checkpoint_trains_resumes_and_reloads(tmp_path):
     # Resume rebuilds the pruned shapes, then every tool's loader does too.
     again = train(make_cfg(tmp_path, **cfg, resume="auto"), train_set=MotionClips(8), val_set=None)
     assert again.epochs == 2 and again.steps == 4
-    model, name = load_model(find_checkpoints(again.run_dir / "checkpoints")[-1][2])
+    loaded = load_model(find_checkpoints(again.run_dir / "checkpoints")[-1][2])
+    model, name = loaded.model, loaded.network
     assert name == "tiny_3d" and sum(p.numel() for p in model.parameters()) == sum(
         p.numel() for p in pruned.parameters()) < sum(p.numel() for p in base.parameters())
     x = torch.randn(2, 3, 4, 16, 16)
@@ -126,7 +127,7 @@ def test_pruned_checkpoint_trains_resumes_and_reloads(tmp_path):
     torch.testing.assert_close(em.model(x), model(x))
     # Without its architecture the pruned weights do not fit the registry build: one clear line.
     torch.save({"network": "tiny_3d", "model": pruned.state_dict()}, tmp_path / "flat.pth")
-    with pytest.raises(UsageError, match="does not fit tiny_3d"):
+    with pytest.raises(CheckpointError, match="does not fit tiny_3d"):
         load_model(tmp_path / "flat.pth")
 
 

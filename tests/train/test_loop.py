@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.train.conftest import MotionClips, TinyNet
+from vidnet.checkpoint import CheckpointError, find_checkpoints, load_training
 from vidnet.errors import VidnetError
-from vidnet.train.checkpoint import CheckpointError, find_checkpoints, load_checkpoint
 from vidnet.train.config import TrainConfig
 from vidnet.train.loop import build_optimizer, train
 
@@ -28,7 +28,7 @@ def run(cfg, n=24, val=8, model=None):
 
 
 def weights(result):
-    return load_checkpoint(sorted(find_checkpoints(result.run_dir / "checkpoints"))[-1][2])
+    return load_training(sorted(find_checkpoints(result.run_dir / "checkpoints"))[-1][2])
 
 
 def test_resume_mid_epoch_gives_identical_weights(tmp_path):
@@ -64,7 +64,7 @@ def test_resume_at_epoch_boundary_matches(tmp_path):
 
 def test_checkpoint_contents_and_mismatch(tmp_path):
     res = run(make_cfg(tmp_path, end_epoch=1, lr_steps=[]))
-    ck = load_checkpoint(res.run_dir / "checkpoints" / "ep-0001.pth")
+    ck = load_training(res.run_dir / "checkpoints" / "ep-0001.pth")
     assert ck["labels"] == {"right": 0, "left": 1} and ck["network"] == "tiny"
     assert ck["preprocessing"]["clip_length"] == 4 and ck["preprocessing"]["clip_size"] == [16, 16]
     assert len(ck["preprocessing"]["mean"]) == 3 and ck["config"]["schedule"]["batch_size"] == 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Command groups register themselves on import: one line per module in the block below.
 from vidnet.cli import bench as _bench  # noqa: F401
+from vidnet.cli import checkpoint as _checkpoint  # noqa: F401
 from vidnet.cli import data as _data  # noqa: F401
 from vidnet.cli import efficiency as _efficiency  # noqa: F401
 from vidnet.cli import evaluate as _evaluate  # noqa: F401

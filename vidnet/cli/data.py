@@ -14,7 +14,7 @@ from vidnet import __version__
 from vidnet._log import setup_logging
 from vidnet.cli._app import app
 from vidnet.cli._progress import console, make_progress
-from vidnet.errors import VidnetError
+from vidnet.errors import UsageError, VidnetError
 
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-v, -vv).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
@@ -80,6 +80,12 @@ def convert(
     in_place: Annotated[bool, typer.Option(help="dataset2database trees: validate the stores where they are "
                                                 "and add n_frames and the index files to SRC.")] = False,
     checksum: Annotated[bool, typer.Option(help="Record each source file's sha256 in its store.")] = True,
+    allow_outside_source: Annotated[bool, typer.Option(help="Read sources the index names outside SRC "
+                                                            "(absolute paths, '..').")] = False,
+    wait: Annotated[bool, typer.Option(help="If another run is writing into DST, wait for it instead of "
+                                            "exiting.")] = False,
+    reindex: Annotated[bool, typer.Option(help="`vidnet convert DST --reindex`: rebuild DST's index.csv and "
+                                               "labels.json from its stores (label ids kept).")] = False,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -87,13 +93,24 @@ def convert(
 
     Resumable: an interrupted run leaves no half-written store, and a re-run skips finished videos.
     Bad inputs are listed in DST/convert-errors.csv; the exit code is 0 unless nothing converted or --strict.
+    Whatever happens, DST/index.csv lists the complete stores in DST, and label ids never change.
+    One run at a time writes into a DST: a second exits with code 2 (or waits, with --wait).
     """
-    from vidnet.data.ingest import ConvertOptions, convert_dataset
+    from vidnet.data.ingest import ConvertOptions, convert_dataset, reindex_dataset
 
     setup_logging(-1 if quiet else verbose)
+    if reindex:
+        if dst is not None:
+            raise UsageError("--reindex takes one folder: vidnet convert DST --reindex")
+        update = reindex_dataset(src, wait=wait)
+        changed = " and ".join(update.written) or "nothing (already up to date)"
+        console.print(f"{len(update.rows)} stores in {len(update.labels)} labels; rewrote {changed}"
+                      + (f"; new labels: {', '.join(update.added_labels)}" if update.added_labels else ""))
+        return
     opts = ConvertOptions(layout=layout, short_side=short_side, quality=quality, fps=fps, workers=workers,
                           overwrite=overwrite, strict=strict, limit=limit, index=index, val_fraction=val_fraction,
-                          in_place=in_place, checksum=checksum)
+                          in_place=in_place, checksum=checksum, allow_outside_source=allow_outside_source,
+                          wait=wait)
     progress = make_progress()
     task = None
     t0 = time.perf_counter()
@@ -160,7 +177,13 @@ def _print_dataset(rep) -> None:
     if rep.missing_stores:
         table.add_row("[red]missing stores[/red]", f"{len(rep.missing_stores)}: {', '.join(rep.missing_stores[:5])}")
     if rep.bad_stores:
-        table.add_row("[red]bad stores[/red]", f"{len(rep.bad_stores)}: {', '.join(list(rep.bad_stores)[:5])}")
+        first = "; ".join(f"{k}: {v[0]}" for k, v in list(rep.bad_stores.items())[:3])
+        table.add_row("[red]bad stores[/red]", f"{len(rep.bad_stores)}: {first}")
+    if rep.unknown_labels:
+        table.add_row("[red]labels without an id[/red]",
+                      f"{len(rep.unknown_labels)}: {', '.join(rep.unknown_labels[:5])} (not in labels.json)")
+    for note in rep.notes:
+        table.add_row("[yellow]warning[/yellow]", note)
     console.print(table)
     per_class = Table(title="videos per class")
     per_class.add_column("class")
@@ -197,10 +220,10 @@ def info(
         return
     rep = inspect_dataset(path, verify=verify)
     if as_json:
-        typer.echo(json.dumps(rep.to_dict(), indent=2))
+        typer.echo(json.dumps({**rep.to_dict(), "ok": rep.ok}, indent=2))
     else:
         _print_dataset(rep)
-    if rep.bad_stores or rep.missing_stores:
+    if not rep.ok:
         raise typer.Exit(1)
 
 

@@ -70,7 +70,7 @@ def profile_command(
     second table puts their published Kinetics-400 GFLOPs per view, parameters and top-1 beside our count at
     the same view.
     """
-    from vidnet.cli.models import parse_clip
+    from vidnet._parse import parse_clip
     from vidnet.network.profile import profile_model
 
     _set_threads(threads)
@@ -142,7 +142,7 @@ def _calibration(dataset, mean, std, frames: tuple[int, int, int], n: int) -> tu
     if dataset is None:
         g = torch.Generator().manual_seed(0)
         return [torch.randn((1, 3, *frames), generator=g) for _ in range(n)], "random clips"
-    from vidnet.data.dataset import normalize
+    from vidnet.data.preprocessing import normalize
 
     clips = [normalize(dataset[i]["clip"].unsqueeze(0), mean, std) for i in range(min(n, len(dataset)))]
     return clips, f"{len(clips)} evaluation clips"
@@ -151,7 +151,7 @@ def _calibration(dataset, mean, std, frames: tuple[int, int, int], n: int) -> tu
 @app.command("compress")
 def compress_command(
     network: Annotated[list[str] | None, typer.Option("--network", "-n", help="Model name(s); wildcards ok.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Trained checkpoint (see vidnet.network.loading).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Trained checkpoint or weights.")] = None,
     ratios: Annotated[str, typer.Option(help="Structured prune ratios, comma-separated.")] = "0.25,0.5,0.75",
     sparsity: Annotated[str, typer.Option(help="Unstructured magnitude sparsities.")] = "0.5,0.9",
     quantize: Annotated[str, typer.Option(help="int8 variants: dynamic, static (comma-separated, or '').")]
@@ -185,18 +185,19 @@ def compress_command(
     clip relative to the base's largest logit, and, with --dataset, single-clip top-1 on --split (through
     the training run's own validation pipeline when the checkpoint records its config). Structured pruning
     shrinks only inner channels (block middles, expansions), so the output shape never changes; pruned models
-    are saved as checkpoints that carry their channel counts (vidnet train --pretrained-3d and the loaders
-    rebuild them), the other variants as whole modules (torch.save(model)). With --finetune-epochs each
-    pruned model is trained further (rows "prune R +ft").
+    are saved as weight files that carry their channel counts (vidnet train --pretrained-3d, test, export
+    and compress rebuild them), int8 variants as TorchScript (.ts); the table is printed before anything is
+    saved. With --finetune-epochs each pruned model is trained further (rows "prune R +ft").
     """
     import dataclasses
 
     import torch
 
-    from vidnet.cli.models import parse_clip
+    from vidnet import checkpoint as ckpt_io
+    from vidnet._parse import parse_clip
+    from vidnet.eval.multiview import clip_accuracy
     from vidnet.network.compress import (
         channel_spec,
-        clip_accuracy,
         compare_variants,
         magnitude_prune,
         prune_channels,
@@ -205,7 +206,7 @@ def compress_command(
         recalibrate_batchnorm,
     )
     from vidnet.network.cost import count_macs
-    from vidnet.network.loading import load_model, load_model_with_meta
+    from vidnet.network.weights import load_model, read_weight_file
 
     _set_threads(threads)
     modes = [q.strip() for q in quantize.split(",") if q.strip()]
@@ -218,24 +219,24 @@ def compress_command(
     meta: dict = {}
     frames = parse_clip(clip) if clip else (16, 112, 112)
     if checkpoint is not None:
-        from vidnet.train.checkpoint import CheckpointError
-
-        try:  # a vidnet training checkpoint: network, labels and preprocessing come with it
+        wf = read_weight_file(checkpoint)
+        meta = wf.meta if wf.vidnet else {}
+        if wf.labels:  # a vidnet checkpoint: network, labels and preprocessing come with it
             from vidnet.eval.multiview import load_eval_model, make_dataset
 
-            em = load_eval_model(checkpoint, network=network[0] if network else None)
+            em = load_eval_model(wf, network=network[0] if network else None)
             targets = [(em.model, em.network)]
-            if finetune_epochs or out is not None:  # labels, preprocessing and the run's settings
-                meta = load_model_with_meta(checkpoint, network=em.network)[2]
             frames = parse_clip(clip) if clip else (em.clip_length, *em.clip_size)
             if dataset is not None:
                 eval_set = make_dataset(dataset, split, em)
-        except CheckpointError:
-            if dataset is not None:
-                raise
-            targets = [load_model(checkpoint, network=network[0] if network else None, num_classes=num_classes)]
+        elif dataset is not None:
+            raise UsageError(f"{checkpoint}: --dataset needs a checkpoint written by vidnet train (with its labels)")
+        else:
+            loaded = load_model(wf, network=network[0] if network else None, num_classes=num_classes)
+            targets = [(loaded.model, loaded.network)]
     elif network:
-        targets = [load_model(None, network=n, num_classes=num_classes) for n in _expand_networks(network)]
+        targets = [(m.model, m.network) for m in (load_model(None, network=n, num_classes=num_classes)
+                                                  for n in _expand_networks(network))]
     else:
         raise UsageError("give --network or --checkpoint")
     if finetune_epochs < 0:
@@ -257,18 +258,18 @@ def compress_command(
             notes.append("fresh weights, batch-norm statistics recalibrated on 8 random clips")
         variants: dict = {"base": (model, None)}
         pruned_files: dict[str, Path] = {}
+        keep = {k: meta[k] for k in ("labels", "preprocessing", "config") if k in meta}
         for r in _floats(ratios, "--ratios"):
             pruned, _ = prune_channels(model, r)
             variants[f"prune {r:.2f}"] = (pruned, None)
-            if out is not None and _registered(label):  # rebuildable by name + channel counts
-                # Same layout as a training checkpoint's weights plus the channel counts, so vidnet train
-                # --pretrained-3d, --teacher, evaluate, export and compress itself can rebuild the pruned model.
+            if out is not None and finetune_epochs and _registered(label):
+                # The fine-tune starts from this file: weights plus channel counts, which vidnet train
+                # --pretrained-3d, --teacher, test, export and compress itself rebuild.
                 path = out / f"{label}_prune_{r:.2f}.pth"
-                keep = {k: meta[k] for k in ("labels", "preprocessing", "config") if k in meta}
-                torch.save({"network": label, "model": pruned.state_dict(), "architecture": channel_spec(pruned),
-                            "prune_ratio": r, "pruned_from": str(checkpoint) if checkpoint else None, **keep}, path)
+                ckpt_io.save_model(path, model=pruned.state_dict(), network=label, architecture=channel_spec(pruned),
+                                   prune_ratio=r, pruned_from=str(checkpoint) if checkpoint else None, **keep)
                 pruned_files[f"prune {r:.2f}"] = path
-        for name, path in list(pruned_files.items()) if finetune_epochs else []:
+        for name, path in list(pruned_files.items()):
             tuned = _finetune(path, meta["config"], dataset, split, out / "finetune" / name.replace(" ", "_"),
                               epochs=finetune_epochs, lr=finetune_lr, teacher=checkpoint if finetune_distill else None,
                               alpha=finetune_distill)
@@ -290,15 +291,57 @@ def compress_command(
             except UsageError as err:
                 notes.append(f"int8 static skipped: {err}")
         rows = compare_variants(variants, clip=frames, repeats=repeats, evaluate=evaluate)
-        if out is not None:
-            for name, (m, _) in variants.items():
-                if name not in pruned_files and not name.endswith("+ft"):  # those have their checkpoints
-                    torch.save(m, out / f"{label}_{name.replace(' ', '_')}.pt")
         if as_json:
             for row in rows:
                 typer.echo(json.dumps({"network": label, **dataclasses.asdict(row)}))
+        else:
+            _print_compress_table(label, frames, rows, list(dict.fromkeys(notes)))
+        if out is not None:  # after the table: a variant that cannot be saved loses no measurement
+            for line in _save_variants(out, label, variants, frames, keep=keep, source=checkpoint,
+                                       done=pruned_files):
+                typer.echo(line, err=as_json)
+
+
+def _save_variants(out: Path, label: str, variants: dict, frames: tuple[int, int, int], *, keep: dict,
+                   source: Path | None, done: dict[str, Path]) -> list[str]:
+    """Write every variant of ``label`` into ``out``, atomically, in a form vidnet reads back safely.
+
+    Float variants (base, pruned, sparse, fine-tuned) are weight files (`vidnet.checkpoint.save_model`; pruned
+    ones carry their channel counts), which every command loads. int8 variants hold quantized modules that
+    have no plain state dict to rebuild from a name, so they are written as TorchScript (``.ts``, for
+    deployment with ``torch.jit.load``); one that cannot be traced is reported and skipped. Returns one line
+    per file or skip.
+    """
+    import torch
+
+    from vidnet import checkpoint as ckpt_io
+    from vidnet._io import atomic_path
+    from vidnet.network.compress import channel_spec
+
+    lines = []
+    for name, (m, _) in variants.items():
+        stem = f"{label}_{name.replace(' +', '_').replace(' ', '_')}"
+        if name in done:
+            lines.append(f"saved {done[name]}")
             continue
-        _print_compress_table(label, frames, rows, list(dict.fromkeys(notes)))
+        if name.startswith("int8"):
+            path = out / f"{stem}.ts"
+            try:
+                with torch.no_grad():
+                    traced = torch.jit.trace(m, (torch.randn(1, 3, *frames),), check_trace=False)
+                with atomic_path(path) as tmp:
+                    torch.jit.save(traced, str(tmp))
+            except Exception as err:  # noqa: BLE001 - a quantized graph tracing cannot handle: skip, say why
+                lines.append(f"not saved: {name} ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
+                continue
+            lines.append(f"saved {path} (TorchScript)")
+            continue
+        arch = channel_spec(m) if _registered(label) else None
+        path = ckpt_io.save_model(out / f"{stem}.pth", model=m.state_dict(), network=label,
+                                  pruned_from=str(source) if source else None, variant=name,
+                                  **({"architecture": arch} if arch is not None else {}), **keep)
+        lines.append(f"saved {path}")
+    return lines
 
 
 def _registered(name: str) -> bool:
@@ -317,8 +360,8 @@ def _finetune(pruned: Path, config: dict, dataset: str, split: str, model_dir: P
     warm-up, CPU fp32), optionally distilled from the unpruned ``teacher``; returns the trained model."""
     import torch
 
-    from vidnet.network.loading import load_model
-    from vidnet.train.checkpoint import latest_checkpoint
+    from vidnet.checkpoint import CHECKPOINT_DIR, latest_checkpoint
+    from vidnet.network.weights import load_model
     from vidnet.train.config import TrainConfig
     from vidnet.train.loop import train
 
@@ -336,10 +379,10 @@ def _finetune(pruned: Path, config: dict, dataset: str, split: str, model_dir: P
         result = train(TrainConfig.from_flat(flat))
     finally:
         torch.set_num_threads(threads)
-    path = latest_checkpoint(result.run_dir / "checkpoints")
+    path = latest_checkpoint(result.run_dir / CHECKPOINT_DIR)
     if path is None:
         raise UsageError(f"fine-tune of {pruned} wrote no checkpoint in {result.run_dir}")
-    return load_model(path)[0]
+    return load_model(path).model
 
 
 def _print_compress_table(label: str, frames: tuple[int, int, int], rows, notes: list[str]) -> None:
@@ -365,7 +408,7 @@ def _print_compress_table(label: str, frames: tuple[int, int, int], rows, notes:
 def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.onnx or .pt).")],
     network: Annotated[str | None, typer.Option("--network", "-n", help="Registered model name.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Trained checkpoint (see vidnet.network.loading).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Trained checkpoint or weights.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
     clip: Annotated[str, typer.Option(help="Example clip TxHxW.")] = "16x112x112",
     num_classes: Annotated[int | None, typer.Option(help="Classifier outputs (default: checkpoint or 400).")]
@@ -377,12 +420,13 @@ def export_command(
     The batch axis is dynamic; the time axis too where the model verifies at a second clip length. ONNX
     needs the `export` extra (pip install 'vidnet[export]'). Exits non-zero if verification fails.
     """
-    from vidnet.cli.models import parse_clip
+    from vidnet._parse import parse_clip
     from vidnet.errors import VidnetError
     from vidnet.network.export import REL_TOL, export_model
-    from vidnet.network.loading import load_model
+    from vidnet.network.weights import load_model
 
-    model, label = load_model(checkpoint, network=network, num_classes=num_classes)
+    loaded = load_model(checkpoint, network=network, num_classes=num_classes)
+    model, label = loaded.model, loaded.network
     result = export_model(model, output, fmt=fmt, clip=parse_clip(clip), dynamic_time=dynamic_time)  # type: ignore
     axes = "batch" + (", time" if result.dynamic_time else "") if result.dynamic_batch else "none"
     typer.echo(f"{label} -> {result.path} ({result.format}, dynamic axes: {axes})")

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 
 import typer
 
+from vidnet._parse import parse_clip
 from vidnet.cli._app import app
 from vidnet.errors import UsageError
-
-
-def parse_clip(text: str) -> tuple[int, int, int]:
-    """``"16x112x112"`` -> ``(16, 112, 112)`` (frames x height x width)."""
-    m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*x\s*(\d+)\s*", text.lower())
-    if not m or 0 in (dims := tuple(int(g) for g in m.groups())):
-        raise UsageError(f"--clip {text!r}: expected TxHxW with positive integers, e.g. 16x112x112")
-    return dims
 
 
 @app.command("models")

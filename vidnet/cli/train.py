@@ -197,6 +197,11 @@ def train(
     save_frequency: Annotated[
         int | None, _opt("--save-frequency", help="Checkpoint every N epochs.", panel=_RUN)
     ] = None,
+    keep_last: Annotated[
+        int | None,
+        _opt("--keep-last", help="Keep the N most recent resumable checkpoints (0: all); best.pth always stays. "
+             "[default: 2]", panel=_RUN),
+    ] = None,
     val_frequency: Annotated[int | None, _opt("--val-frequency", help="Validate every N epochs.", panel=_RUN)] = None,
     resume: Annotated[
         str | None, _opt("--resume", help="auto (latest checkpoint of the run folder) or a path.", panel=_RUN)
@@ -241,8 +246,10 @@ def train(
     Example: vidnet train --network srtg_r3d_18 --dataset data/ucf101 --batch-size 32 --gpus 1 --precision bf16
     """
     given = {k: v for k, v in locals().items() if k != "config" and v is not None}  # only what was typed
+    from vidnet._io import remove_orphan_temporaries
     from vidnet.train.config import TrainConfig, load_config_file
     from vidnet.train.distributed import launch, under_torchrun
+    from vidnet.train.loop import run_folder
     from vidnet.train.loop import train as run_training
 
     values: dict[str, Any] = load_config_file(config) if config else {}
@@ -257,14 +264,19 @@ def train(
             raise UsageError(f"--gpus {cfg.run.gpus}: only {torch.cuda.device_count()} CUDA device(s) visible")
         console.print(f"starting {cfg.run.gpus} processes through torch.distributed.run")
         raise typer.Exit(launch(cfg.run.gpus, sys.argv[1:]))
+    remove_orphan_temporaries(run_folder(cfg))  # a checkpoint save killed mid-write left its temporary file
     result = run_training(cfg)
     if os.environ.get("RANK", "0") != "0":  # only rank 0 reports
+        if result.stopped == "interrupted":
+            raise typer.Exit(130)
         return
     if result.stopped:
         console.print(
             f"[yellow]stopped ({result.stopped})[/yellow] after {result.steps} steps; continue with "
             f"--resume auto (run folder {result.run_dir})"
         )
+        if result.stopped == "interrupted":  # the checkpoint is saved; Ctrl-C still exits as Ctrl-C does
+            raise typer.Exit(130)
     elif result.val:
         console.print(
             f"[green]done[/green]: {result.epochs} epochs, {result.steps} steps in {result.wall_s:.1f} s; "

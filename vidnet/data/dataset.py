@@ -20,7 +20,8 @@ default the LRU holds every video of the dataset, bounded by the process's open-
 (`default_max_open`); an open store holds one file descriptor and a few tens of KB (its page cache is kept
 at SQLite's minimum: the operating system caches the file anyway).
 
-Normalisation is left to the device (`normalize`): uint8 clips are 4x smaller to collate, pin and copy.
+Normalisation is left to the device (`vidnet.data.preprocessing.normalize`): uint8 clips are 4x smaller to
+collate, pin and copy.
 
 Bad data. A clip that cannot be read raises `ClipError` naming the video and the reason (``missing``
 store, ``unreadable`` file, ``corrupt`` frame, ``short``: fewer frames than ``n_frames`` claims). With
@@ -34,7 +35,6 @@ persistent workers.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import OrderedDict
@@ -48,44 +48,24 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidnet._io import inside
 from vidnet._log import get_logger
-from vidnet.data.index import IndexRow, read_index, read_labels
+from vidnet.data.index import IndexRow, read_index, read_labels, split_warnings
+from vidnet.data.preprocessing import Preprocessing
 from vidnet.data.sampling import CentreClip, RandomClip, TemporalSampler, worker_rng
 from vidnet.data.store import STORE_NAME, ClipReader, decode_frames, jpeg_size
-from vidnet.data.transforms import ClipAugment, ClipEval, eval_preset, train_preset
+from vidnet.data.transforms import ClipAugment, ClipEval
 from vidnet.errors import ClipError, CorruptFrameError, StoreError, UsageError, VidnetError
 
 __all__ = [
     "VideoClipDataset",
     "ClipError",
     "BadDataReport",
-    "normalize",
     "decode_size",
     "default_max_open",
-    "KINETICS_MEAN",
-    "KINETICS_STD",
-    "SRTG_MEAN",
-    "SRTG_STD",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
 ]
 
 log = get_logger(__name__)
-
-# Normalisation constants, RGB order, for pixels scaled to [0, 1].
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-"""Kinetics-400 pixel mean: torchvision's video models (R3D/MC3/R(2+1)D, ``models/video/resnet.py``)."""
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
-"""Kinetics-400 pixel standard deviation, same source as `KINETICS_MEAN`."""
-SRTG_MEAN = (124 / 255, 117 / 255, 104 / 255)
-"""What the original SRTG code actually normalised with (``get_config``: [124, 117, 104] / 255, RGB order;
-shared/reference/srtg.md §1.8)."""
-SRTG_STD = (1 / (0.0167 * 255),) * 3
-"""The original's standard deviation, 1 / (0.0167 * 255) = 0.2348 for every channel (srtg.md §1.8)."""
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-"""ImageNet mean, for 2D backbones pretrained on ImageNet (CRNN, zoo.md)."""
-IMAGENET_STD = (0.229, 0.224, 0.225)
-"""ImageNet standard deviation."""
 
 BadDataPolicy = Literal["raise", "skip"]
 OutputType = Literal["uint8", "float"]
@@ -108,36 +88,6 @@ def default_max_open() -> int:
     if soft == resource.RLIM_INFINITY:
         return 1024
     return max(32, min(1024, soft // 4))
-
-
-def normalize(
-    clips: torch.Tensor,
-    mean: Sequence[float] = KINETICS_MEAN,
-    std: Sequence[float] = KINETICS_STD,
-    *,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """Scale uint8 clips to [0, 1] and normalise each channel, on whatever device ``clips`` is on.
-
-    Call it after moving the batch to the device: the uint8 batch is 4x smaller to copy than float.
-
-    Args:
-        clips: uint8 (0..255) or float (0..1) tensor whose channel axis is the 4th from the end:
-            ``[C, T, H, W]``, ``[B, C, T, H, W]`` or ``[B, N, C, T, H, W]``.
-        mean: per-channel mean in RGB order, for pixels in [0, 1] (`KINETICS_MEAN`, `SRTG_MEAN`, ...).
-        std: per-channel standard deviation, same convention.
-        dtype: floating type of the result (``torch.float16``/``bfloat16`` halve the memory).
-
-    Returns:
-        ``(clips / 255 - mean) / std`` (without the ``/ 255`` for float input), as ``dtype``.
-    """
-    if clips.dim() < 4 or clips.shape[-4] != len(mean) or len(mean) != len(std):
-        raise UsageError(f"normalize: expected [..., C, T, H, W] with C = {len(mean)}, got {tuple(clips.shape)}")
-    scale = 255.0 if clips.dtype == torch.uint8 else 1.0
-    shape = (len(mean), 1, 1, 1)
-    m = torch.tensor(mean, dtype=torch.float32, device=clips.device).mul_(scale).view(shape)
-    s = torch.tensor(std, dtype=torch.float32, device=clips.device).mul_(scale).view(shape)
-    return clips.to(torch.float32).sub_(m).div_(s).to(dtype)
 
 
 def _resize_target(cfg: Any, hw: Size) -> Size:
@@ -228,19 +178,6 @@ class BadDataReport:
                 f"and replaced ({reasons}): {videos}")
 
 
-def _read_dataset_json(root: Path) -> dict[str, Any]:
-    path = root / "dataset.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise VidnetError(f"{path}: not a readable dataset.json ({err})") from None
-    if not isinstance(data, dict):
-        raise VidnetError(f"{path}: expected a JSON object")
-    return data
-
-
 class VideoClipDataset(Dataset):
     """Clips of the videos of a converted dataset.
 
@@ -256,7 +193,8 @@ class VideoClipDataset(Dataset):
             ``train``) or evaluation preset of the dataset family named in ``dataset.json`` (``ucf101``
             when absent or unknown), without horizontal flips when ``dataset.json`` says ``hflip: false``.
         seed: base seed of `worker_rng`.
-        output: ``uint8`` (0..255; normalise on the device with `normalize`) or ``float`` (0..1).
+        output: ``uint8`` (0..255; normalise on the device with `vidnet.data.preprocessing.normalize`) or
+            ``float`` (0..1).
         return_meta: add ``video_id`` and ``frames`` (the sampled frame indices) to each sample.
         bad_data: ``raise`` a `ClipError`, or ``skip``: log it, count it, load the next index instead.
         max_bad_fraction: with ``skip``, abort when more than this fraction of the dataset fails in an epoch.
@@ -303,7 +241,10 @@ class VideoClipDataset(Dataset):
             raise UsageError(f"num_frames must be a positive integer, got {num_frames!r}")
         self.labels = read_labels(self.root / "labels.json")
         self.num_classes = len(self.labels)
-        rows = read_index(self.root / "index.csv")
+        rows = read_index(self.root / "index.csv")  # bad, escaping or duplicate rows are errors
+        for warning in split_warnings(rows):
+            if split is not None and warning.startswith(f"split {split!r}"):
+                log.warning("%s: %s", self.root, warning)
         if split is not None:
             rows = [r for r in rows if r.split == split]
         if classes is not None:
@@ -323,11 +264,9 @@ class VideoClipDataset(Dataset):
         self.size: Size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         train = split == "train"
         self.sampler: TemporalSampler = sampler or (RandomClip() if train else CentreClip())
-        info = _read_dataset_json(self.root)
-        self.hflip = bool(info.get("hflip", True))
-        if transform is None:
-            transform = self._default_transform(str(info.get("name") or "ucf101"), train)
-        self.transform = transform
+        pre = Preprocessing.for_dataset(self.root, clip_size=self.size)
+        self.hflip = pre.hflip
+        self.transform = transform or (pre.train_transform() if train else pre.eval_transform())
         self.seed = int(seed)
         self.output = output
         self.return_meta = return_meta
@@ -340,15 +279,6 @@ class VideoClipDataset(Dataset):
         self._stores: OrderedDict[str, ClipReader] = OrderedDict()
         self._abs_root = os.path.abspath(self.root)
         self._pid = os.getpid()
-
-    def _default_transform(self, name: str, train: bool) -> ClipAugment | ClipEval:
-        try:
-            if train:
-                return ClipAugment(train_preset(name, size=self.size, **({} if self.hflip else {"flip": False})))
-            return ClipEval(eval_preset(name))
-        except UsageError:
-            log.debug("no augmentation preset for %r; using ucf101's", name)
-            return self._default_transform("ucf101", train)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -415,6 +345,8 @@ class VideoClipDataset(Dataset):
         name = self._video_name(row)
         if not row.path:
             raise ClipError(f"{name}: not converted (no store path in index.csv)", video=name, reason="missing")
+        if inside(self._abs_root, row.path, resolve=False) is None:  # read_index refuses such rows already
+            raise ClipError(f"{name}: store path leads outside {self.root}", video=name, reason="missing")
         path = os.path.join(self._abs_root, row.path, STORE_NAME)
         if not os.path.isfile(path):
             raise ClipError(f"{name}: store missing ({path})", video=name, reason="missing")

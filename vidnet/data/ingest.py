@@ -8,18 +8,26 @@ Input layouts (detected, or forced with ``layout``):
 * ``hdf5``: ``SRC/<label>/<video>.h5|.hdf5`` each holding a ``video`` dataset ``[T, H, W, 3]`` uint8 RGB;
 * ``db``: an existing dataset2database tree, ``SRC/<label>/<video_id>/frames.db``.
 
+The layout is detected over every class folder: stray folders (without frames), hidden files and links that
+loop are ignored and reported.
+
 Labels and splits come from an index (``--index FILE``, or ``SRC/index.csv`` when it exists, as written by
 ``vidnet sample`` and ``vidnet prepare``: its ``source`` column names each video relative to ``SRC``);
-otherwise from the class folders, with an optional deterministic validation split.
+otherwise from the class folders, with an optional deterministic validation split. Ids and labels are
+checked where the index is read (`vidnet.data.index.check_name`); a source outside ``SRC`` is refused unless
+``allow_outside_source``; every store is written inside ``DST``.
 
 The run is resumable and atomic: each store is written to a temporary file and renamed into place only when
 complete; a re-run skips videos whose store is complete and made from the same source (same size), and
-redoes the rest. Bad inputs never stop the run: each becomes a row of ``DST/convert-errors.csv``.
+redoes the rest. Bad inputs never stop the run: each becomes a row of ``DST/convert-errors.csv``. One run at
+a time writes into a ``DST`` (an advisory lock). Whatever happens to the run, ``DST/index.csv`` lists the
+complete stores in ``DST`` and ``DST/labels.json`` keeps its ids (`vidnet.data.index.refresh_index`).
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import os
@@ -29,40 +37,43 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
-import simplejpeg
 
-from vidnet._io import atomic_write_text
+from vidnet._io import atomic_write_text, dir_lock, inside, remove_orphan_temporaries
 from vidnet._log import get_logger
 from vidnet._mp import process_pool
 from vidnet.data.index import (
     IndexRow,
-    label_map,
+    IndexUpdate,
+    check_name,
     read_index,
     read_labels,
+    refresh_index,
     video_dir_name,
-    write_index,
-    write_labels,
 )
 from vidnet.data.store import (
     STORE_NAME,
     FrameStore,
     StoreMeta,
     StoreWriter,
+    check_frame_size,
+    decode_jpeg,
     is_complete_store,
+    jpeg_size,
     read_n_frames_file,
-    remove_stale_temporaries,
     write_n_frames_file,
 )
 from vidnet.data.video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, iter_video_frames, probe_video
-from vidnet.errors import StoreError, UsageError, VidnetError
+from vidnet.errors import CorruptFrameError, StoreError, UsageError, VidnetError, plain_reason
 
-__all__ = ["ConvertOptions", "ConvertSummary", "Job", "JobResult", "discover", "convert_dataset", "convert_one"]
+__all__ = ["ConvertOptions", "ConvertSummary", "Job", "JobResult", "discover", "convert_dataset", "convert_one",
+           "reindex_dataset"]
 
 log = get_logger(__name__)
 
@@ -70,6 +81,7 @@ Layout = Literal["auto", "videos", "frames", "hdf5", "db"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 ERRORS_NAME = "convert-errors.csv"
+_TEMP_NAME = re.compile(r"^\..*\.tmp(\.\w+)?$")
 
 
 @dataclass
@@ -77,7 +89,7 @@ class ConvertOptions:
     """Options of ``vidnet convert``.
 
     Attributes:
-        layout: input layout; ``auto`` detects it from the first class folder's content.
+        layout: input layout; ``auto`` detects it from the content of every class folder.
         short_side: resize so the shorter side has this many pixels, keeping the aspect ratio (None keeps
             the size). Smaller stores decode faster: a 128-pixel store decodes about 3x faster than a
             240-pixel one, at the cost of detail for crops larger than the short side.
@@ -93,6 +105,9 @@ class ConvertOptions:
         in_place: ``db`` layout only: validate the stores where they are and add ``n_frames`` and the index
             files to SRC instead of writing a new tree.
         checksum: record a sha256 of each source file in the store's meta.
+        allow_outside_source: read sources an index names outside SRC (absolute paths, ``..``); off, such
+            a row is an error.
+        wait: when another run holds DST, wait for it instead of failing.
     """
 
     layout: Layout = "auto"
@@ -107,6 +122,8 @@ class ConvertOptions:
     val_fraction: float = 0.0
     in_place: bool = False
     checksum: bool = True
+    allow_outside_source: bool = False
+    wait: bool = False
 
     def __post_init__(self) -> None:
         if self.layout not in ("auto", "videos", "frames", "hdf5", "db"):
@@ -154,7 +171,13 @@ class Job:
         return video_dir_name(self.video_id, self.time_start, self.time_end)
 
     def rel_dir(self) -> str:
-        return f"{safe_name(self.label)}/{self.dir_name}"
+        """The store's folder relative to DST: ``<label>/<dir_name>`` (both checked by `check_name`)."""
+        return f"{self.label}/{self.dir_name}"
+
+    def row(self, n_frames: int = 0, path: str = "") -> IndexRow:
+        """The job's index row."""
+        return IndexRow(self.label, self.video_id, self.time_start, self.time_end, self.split, n_frames, path,
+                        dict(self.extra))
 
 
 @dataclass
@@ -190,14 +213,9 @@ class ConvertSummary:
     frames: int = 0
     seconds: float = 0.0
     interrupted: bool = False
-    rows: list[IndexRow] = field(default_factory=list)
+    rows: list[IndexRow] = field(default_factory=list)  # the index now in DST
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (path, severity, reason)
-
-
-def safe_name(label: str) -> str:
-    """A folder name for a label: path separators and control characters replaced by ``_``."""
-    name = re.sub(r"[/\\\x00-\x1f]", "_", label).strip()
-    return name if name not in ("", ".", "..") else "_"
+    new_labels: list[str] = field(default_factory=list)  # labels that got an id in this run
 
 
 def _natural_key(name: str) -> list:
@@ -205,6 +223,7 @@ def _natural_key(name: str) -> list:
 
 
 def _kind_of(path: Path) -> str | None:
+    """``videos``, ``hdf5``, ``db`` or ``frames`` (a folder holding at least one image), else None."""
     if path.is_file():
         ext = path.suffix.lower()
         if ext in VIDEO_EXTENSIONS:
@@ -215,24 +234,31 @@ def _kind_of(path: Path) -> str | None:
     if path.is_dir():
         if (path / STORE_NAME).is_file():
             return "db"
-        return "frames"
+        try:
+            with os.scandir(path) as it:
+                if any(e.name.lower().endswith(IMAGE_EXTENSIONS) and not e.name.startswith(".") for e in it):
+                    return "frames"
+        except OSError:
+            return "frames"  # unreadable: listed, then reported as such
     return None
 
 
 # --------------------------------------------------------------------------------------------- discovery
 
 
-def discover(src: Path, opts: ConvertOptions, problems: list[tuple[str, str, str]]) -> list[Job]:
-    """List the videos to convert, in a deterministic order, recording unusable entries in ``problems``."""
+def discover(src: Path, opts: ConvertOptions, problems: list[tuple[str, str, str]], *,
+             exclude: Path | None = None) -> list[Job]:
+    """List the videos to convert, in a deterministic order, recording unusable entries in ``problems``.
+
+    ``exclude`` is a folder never taken for a class folder (DST, when it lies inside SRC).
+    """
     if not src.is_dir():
         raise UsageError(f"{src}: no such folder")
-    index_path = opts.index
-    if index_path is None and (src / "index.csv").is_file():
-        index_path = src / "index.csv"
+    index_path = _index_path(src, opts)
     if index_path is not None:
         jobs = _jobs_from_index(src, index_path, opts, problems)
     else:
-        jobs = _jobs_from_folders(src, opts, problems)
+        jobs = _jobs_from_folders(src, opts, problems, exclude)
     # Duplicate ids: a video must be identifiable by its folder name within the dataset.
     seen: dict[str, Job] = {}
     unique = []
@@ -250,8 +276,14 @@ def discover(src: Path, opts: ConvertOptions, problems: list[tuple[str, str, str
     return unique
 
 
+def _index_path(src: Path, opts: ConvertOptions) -> Path | None:
+    if opts.index is not None:
+        return opts.index
+    return src / "index.csv" if (src / "index.csv").is_file() else None
+
+
 def _jobs_from_index(src: Path, index_path: Path, opts: ConvertOptions, problems) -> list[Job]:
-    rows = read_index(index_path)
+    rows = read_index(index_path, problems=problems)  # bad ids, labels, paths and duplicate rows are problems
     log.info("taking videos, labels and splits from %s (%d rows)", index_path, len(rows))
     jobs = []
     for row in rows:
@@ -260,11 +292,16 @@ def _jobs_from_index(src: Path, index_path: Path, opts: ConvertOptions, problems
             problems.append((f"{row.label}/{row.dir_name}", "error", "missing: the index names no source file"))
             continue
         source_rel = row.extra.get("source") or row.path or f"{row.label}/{row.dir_name}"
+        if not opts.allow_outside_source and inside(src, source_rel, resolve=False) is None:
+            problems.append((source_rel, "error", f"source is outside {src} (pass --allow-outside-source to "
+                                                  "read it)"))
+            continue
         source = src / source_rel
         kind = _kind_of(source)
         if kind is None:
             # An index may name a video without its extension: try the known ones.
-            matches = [p for p in sorted(source.parent.glob(source.name + ".*")) if _kind_of(p) in ("videos", "hdf5")]
+            matches = [p for p in sorted(source.parent.glob(glob.escape(source.name) + ".*"))
+                       if _kind_of(p) in ("videos", "hdf5")]
             if matches:
                 source, kind = matches[0], _kind_of(matches[0])
         if kind is None:
@@ -281,32 +318,44 @@ def _jobs_from_index(src: Path, index_path: Path, opts: ConvertOptions, problems
 
 
 def _detect_layout(src: Path, class_dirs: list[Path]) -> str:
+    """The most common kind of input over every class folder (ties: videos, hdf5, frames, db)."""
     counts: Counter[str] = Counter()
     for d in class_dirs:
-        for entry in sorted(d.iterdir())[:50]:
-            if entry.name.startswith("."):
-                continue
-            kind = _kind_of(entry)
-            if kind:
-                counts[kind] += 1
-        if counts:
-            break
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue  # reported when the folder is listed for jobs
+        for entry in entries:
+            if not entry.name.startswith("."):
+                kind = _kind_of(Path(entry.path))
+                if kind:
+                    counts[kind] += 1
     if not counts:
         raise UsageError(f"{src}: no videos, HDF5 files or frame folders found under its class folders")
-    kind, _ = counts.most_common(1)[0]
-    if kind == "frames" and counts.get("db"):
-        kind = "db"
+    if counts.get("db") and counts.get("frames"):  # dataset2database trees may hold frame folders too
+        counts["db"] += counts.pop("frames")
+    order = ("videos", "hdf5", "frames", "db")
+    kind = max(counts, key=lambda k: (counts[k], -order.index(k)))
+    if len(counts) > 1:
+        log.info("layout %s: %s", kind, ", ".join(f"{n} {k}" for k, n in counts.most_common()))
     return kind
 
 
-def _jobs_from_folders(src: Path, opts: ConvertOptions, problems) -> list[Job]:
+def _jobs_from_folders(src: Path, opts: ConvertOptions, problems, exclude: Path | None = None) -> list[Job]:
     root = src
     # dataset2database trees are often <root>/jpg/<label>/<id>/frames.db.
     if not any(p.is_dir() and any(p.glob("*/" + STORE_NAME)) for p in src.iterdir()) and (src / "jpg").is_dir():
         root = src / "jpg"
+    excluded = exclude.resolve() if exclude is not None else None
     class_dirs = []
     for p in sorted(root.iterdir(), key=lambda p: p.name):
         if p.name.startswith(".") or not p.is_dir():
+            continue
+        if excluded is not None and p.resolve() == excluded:
+            continue  # DST inside SRC: its stores are no class folder
+        reason = check_name(p.name, "label")
+        if reason is not None:
+            problems.append((str(p), "error", f"ignored: {reason}"))
             continue
         if not os.access(p, os.R_OK | os.X_OK):
             problems.append((str(p), "error", "class folder is not readable (permissions)"))
@@ -325,10 +374,15 @@ def _jobs_from_folders(src: Path, opts: ConvertOptions, problems) -> list[Job]:
             continue
         for entry in entries:
             if entry.name.startswith("."):
+                if entry.name not in (".DS_Store", ".directory") and not _TEMP_NAME.match(entry.name):
+                    problems.append((str(entry), "warning", "ignored: hidden"))
                 continue
             kind = _kind_of(entry)
             if kind is None:
-                if entry.is_file() and entry.suffix.lower() not in (".txt", ".csv", ".json", ".md"):
+                if entry.is_dir() or entry.is_symlink():
+                    what = "a link that loops or leads nowhere" if not entry.is_dir() else "a folder without frames"
+                    problems.append((str(entry), "warning", f"ignored: {what}"))
+                elif entry.is_file() and entry.suffix.lower() not in (".txt", ".csv", ".json", ".md"):
                     problems.append((str(entry), "warning", "ignored: not a video, HDF5 file or folder"))
                 continue
             if layout == "frames" and kind == "db":
@@ -340,6 +394,10 @@ def _jobs_from_folders(src: Path, opts: ConvertOptions, problems) -> list[Job]:
                 problems.append((str(entry), "error", "folder is not readable (permissions)"))
                 continue
             video_id = entry.stem if entry.is_file() else entry.name
+            reason = check_name(video_id, "id")
+            if reason is not None:
+                problems.append((str(entry), "error", reason))
+                continue
             jobs.append(Job(d.name, video_id, entry, kind, extra={"source": str(entry.relative_to(src))}))
     if opts.val_fraction > 0:
         for job in jobs:
@@ -406,8 +464,14 @@ def _frames_of_hdf5(job: Job, notes: list[str]) -> Iterator[np.ndarray]:
         if "video" not in f:
             raise VidnetError(f"{job.source}: no 'video' dataset (found: {', '.join(f.keys()) or 'nothing'})")
         ds = f["video"]
+        if not isinstance(ds, h5py.Dataset):
+            raise VidnetError(f"{job.source}: 'video' is a group, not a [T, H, W, 3] uint8 dataset")
         if ds.ndim != 4 or ds.shape[-1] != 3 or ds.dtype != np.uint8:
             raise VidnetError(f"{job.source}: 'video' must be [T, H, W, 3] uint8, is {ds.shape} {ds.dtype}")
+        try:
+            check_frame_size(ds.shape[1], ds.shape[2])
+        except CorruptFrameError as err:
+            raise VidnetError(f"{job.source}: {err}") from None
         for start in range(0, ds.shape[0], 64):
             yield from ds[start : start + 64]
 
@@ -428,15 +492,16 @@ def _write_frames_folder(job: Job, opts: ConvertOptions, writer: StoreWriter, no
             notes.append(f"{path.name}: unreadable ({err.strerror}), skipped")
             continue
         is_jpeg = data[:2] == b"\xff\xd8"
-        if is_jpeg and not opts.short_side:
-            try:
-                height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-            except ValueError as err:
-                notes.append(f"{path.name}: not a valid JPEG ({err}), skipped")
+        try:
+            if is_jpeg and not opts.short_side:
+                height, width = jpeg_size(data)
+                check_frame_size(height, width)
+                writer.add(data, width, height)  # keep the JPEG bytes as they are
                 continue
-            writer.add(data, width, height)  # keep the JPEG bytes as they are
+            rgb = _decode_image(data)
+        except CorruptFrameError as err:
+            notes.append(f"{path.name}: {err}, skipped")
             continue
-        rgb = _decode_image(data)
         if rgb is None:
             notes.append(f"{path.name}: not a decodable image, skipped")
             continue
@@ -445,11 +510,14 @@ def _write_frames_folder(job: Job, opts: ConvertOptions, writer: StoreWriter, no
 
 
 def _decode_image(data: bytes) -> np.ndarray | None:
+    """RGB of a JPEG or PNG frame, None if it does not decode; `CorruptFrameError` above the size limit."""
     if data[:2] == b"\xff\xd8":
         try:
-            return simplejpeg.decode_jpeg(data, colorspace="RGB")
+            return decode_jpeg(data)
         except ValueError:
             return None
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:  # IHDR: width, height (big-endian)
+        check_frame_size(int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big"))
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
@@ -461,14 +529,15 @@ def _write_from_store(job: Job, opts: ConvertOptions, writer: StoreWriter, notes
             idx = np.arange(start, min(n, start + 64))
             for i, blob in zip(idx.tolist(), store.get_bytes(idx), strict=True):
                 try:
-                    height, width, _, _ = simplejpeg.decode_jpeg_header(blob)
+                    height, width = jpeg_size(blob)
+                    check_frame_size(height, width)
                     if opts.short_side:
-                        rgb = simplejpeg.decode_jpeg(blob, colorspace="RGB")
+                        rgb = decode_jpeg(blob)
                         writer.add_rgb(resize_frame(rgb, target_size(width, height, opts.short_side)), opts.quality)
                     else:
                         writer.add(blob, width, height)
-                except ValueError as err:
-                    notes.append(f"frame {i}: not a valid JPEG ({err}), skipped")
+                except (ValueError, CorruptFrameError) as err:
+                    notes.append(f"frame {i}: {err}, skipped")
         return store.meta.fps
 
 
@@ -476,7 +545,10 @@ def convert_one(job: Job, dst: Path, opts: ConvertOptions) -> JobResult:
     """Convert one video into ``dst/<label>/<video_id>/frames.db`` (runs in a worker process)."""
     t0 = time.perf_counter()
     result = JobResult(job)
-    folder = dst / job.rel_dir()
+    folder = inside(dst, job.rel_dir())
+    if folder is None or folder.parent.parent != dst.resolve():
+        result.error = f"{job.rel_dir()} would be written outside {dst} (a symbolic link?): refused"
+        return result
     try:
         size = job.source.stat().st_size if job.source.is_file() else 0
         if not opts.overwrite:
@@ -517,6 +589,8 @@ def convert_one(job: Job, dst: Path, opts: ConvertOptions) -> JobResult:
                 source_checksum=_sha256(job.source) if opts.checksum and job.source.is_file() else "",
                 jpeg_quality=opts.quality if (job.kind not in ("frames", "db") or opts.short_side) else 0,
                 notes=notes,
+                row={"label": job.label, "id": job.video_id, "time_start": job.time_start,
+                     "time_end": job.time_end, "split": job.split, "extra": job.extra},
             )
             writer.commit(meta)
             result.n_frames = writer.n_frames
@@ -524,7 +598,7 @@ def convert_one(job: Job, dst: Path, opts: ConvertOptions) -> JobResult:
     except (VidnetError, StoreError) as err:
         result.error = str(err).removeprefix(f"{job.source}: ")
     except OSError as err:
-        result.error = f"I/O error: {err.strerror or err}"
+        result.error = f"{err.filename or job.source}: {plain_reason(err)}"
     except Exception as err:  # a decoder or library failure must not stop the batch
         result.error = f"{type(err).__name__}: {err}"
     result.seconds = time.perf_counter() - t0
@@ -581,8 +655,13 @@ def convert_dataset(
         on_start: called with the number of videos once they are listed.
 
     Returns:
-        The summary; ``DST/index.csv``, ``DST/labels.json`` and ``DST/convert-errors.csv`` are written
-        unless the run was interrupted.
+        The summary. Whatever the outcome (interrupted too), ``DST/index.csv`` and ``DST/labels.json``
+        describe the complete stores in DST (`refresh_index`: untouched when that did not change) and
+        ``DST/convert-errors.csv`` lists this run's problems.
+
+    Raises:
+        UsageError: bad SRC or DST, or another run holds DST (exit 2).
+        VidnetError: DST cannot be written.
     """
     src = Path(src)
     if opts.in_place:
@@ -594,8 +673,39 @@ def convert_dataset(
     dst = Path(dst)
     if not opts.in_place and dst.resolve() == src.resolve():
         raise UsageError(f"{dst}: DST must differ from SRC (use --in-place for a dataset2database tree)")
+    if not src.is_dir():
+        raise UsageError(f"{src}: no such folder")
+    with open_dataset_root(dst, "convert", wait=opts.wait, clean=not opts.in_place):
+        return _convert_locked(src, dst, opts, on_progress, on_start)
+
+
+@contextmanager
+def open_dataset_root(root: Path, what: str, *, wait: bool = False, clean: bool = True) -> Iterator[Path]:
+    """Create ``root`` if needed, hold its lock (`dir_lock`) for the block, and first remove the temporary
+    files that processes now gone left there.
+
+    Raises:
+        UsageError: ``root`` is a file, or another process holds the lock (exit 2; the message names it).
+        VidnetError: ``root`` cannot be created or written (read-only file system, permissions).
+    """
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root}: exists and is not a folder")
+    with ExitStack() as stack:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(dir_lock(root, what=what, wait=wait))
+        except OSError as err:
+            raise VidnetError(f"{root}: cannot write here ({plain_reason(err)})") from None
+        if clean:
+            stale = remove_orphan_temporaries(root)
+            if stale:
+                log.info("removed %d unfinished file(s) left by an interrupted run", stale)
+        yield root
+
+
+def _convert_locked(src: Path, dst: Path, opts: ConvertOptions, on_progress, on_start) -> ConvertSummary:
     summary = ConvertSummary()
-    jobs = discover(src, opts, summary.problems)
+    jobs = discover(src, opts, summary.problems, exclude=dst)
     if opts.in_place and any(j.kind != "db" for j in jobs):
         raise UsageError(f"{src}: --in-place needs a dataset2database tree (SRC/<label>/<id>/frames.db)")
     summary.total = len(jobs)
@@ -604,11 +714,6 @@ def convert_dataset(
     summary.warnings = sum(sev == "warning" for _, sev, _ in summary.problems)
     if on_start:
         on_start(len(jobs))
-    dst.mkdir(parents=True, exist_ok=True)
-    if not opts.in_place:
-        stale = remove_stale_temporaries(dst)
-        if stale:
-            log.info("removed %d unfinished store(s) left by an interrupted run", stale)
     t0 = time.perf_counter()
     results: list[JobResult] = []
     args = [(job, dst, opts) for job in jobs]
@@ -644,25 +749,24 @@ def convert_dataset(
     except KeyboardInterrupt:
         # The pool is terminated by now; remove what its workers were writing.
         if not opts.in_place:
-            remove_stale_temporaries(dst)
+            remove_orphan_temporaries(dst)
         summary.interrupted = True
-        summary.seconds = time.perf_counter() - t0
-        return summary
     summary.seconds = time.perf_counter() - t0
 
     rows = []
     for res in results:
-        if res.error:
-            continue
-        job = res.job
-        rel = job.rel_dir() if not opts.in_place else str(job.source.relative_to(src))
-        rows.append(IndexRow(job.label, job.video_id, job.time_start, job.time_end, job.split, res.n_frames,
-                             rel, dict(job.extra)))
-    summary.rows = rows
-    write_index(dst / "index.csv", rows)
-    write_labels(dst / "labels.json", _label_ids(src, opts, jobs))
+        if not res.error:
+            job = res.job
+            rel = job.rel_dir() if not opts.in_place else job.source.relative_to(src).as_posix()
+            rows.append(job.row(res.n_frames, rel))
+    update = _write_index(src, dst, opts, rows, jobs)
+    summary.rows = update.rows
+    summary.new_labels = update.added_labels
+    summary.problems.extend(update.dropped)
+    if summary.interrupted:
+        return summary
     # `vidnet prepare`'s dataset.json (augmentation preset, hflip) travels with the index it wrote.
-    index_path = opts.index or (src / "index.csv" if (src / "index.csv").is_file() else None)
+    index_path = _index_path(src, opts)
     preset = index_path.parent / "dataset.json" if index_path is not None else None
     if preset is not None and preset.is_file() and preset.resolve() != (dst / "dataset.json").resolve():
         atomic_write_text(dst / "dataset.json", preset.read_text(encoding="utf-8"))
@@ -670,19 +774,25 @@ def convert_dataset(
     return summary
 
 
-def _label_ids(src: Path, opts: ConvertOptions, jobs: list[Job]) -> dict[str, int]:
-    """Label ids over every listed video (not only those that converted, so a failure never shifts ids);
-    an index's own ``labels.json`` is kept when it covers every label."""
-    index_path = opts.index or (src / "index.csv" if (src / "index.csv").is_file() else None)
-    labels = {j.label for j in jobs}
+def _write_index(src: Path, dst: Path, opts: ConvertOptions, rows: list[IndexRow], jobs: list[Job]) -> IndexUpdate:
+    """`refresh_index` of DST with this run's rows; label ids over every listed video (a failure never
+    leaves a later label's id to depend on it), starting from the index's own ``labels.json`` for a new DST."""
+    index_path = _index_path(src, opts)
+    base = None
     if index_path is not None and (index_path.parent / "labels.json").is_file():
-        given = read_labels(index_path.parent / "labels.json")
-        missing = labels - set(given)
-        if not missing:
-            return given
-        log.warning("%s lacks %d label(s) of the index (e.g. %r): ids assigned in name order instead",
-                    index_path.parent / "labels.json", len(missing), sorted(missing)[0])
-    return label_map(labels)
+        base = read_labels(index_path.parent / "labels.json")
+    return refresh_index(dst, rows, [j.label for j in jobs], base_labels=base)
+
+
+def reindex_dataset(root: str | os.PathLike, *, wait: bool = False) -> IndexUpdate:
+    """Rebuild ``root/index.csv`` from the complete stores in ``root`` and the index rows their meta
+    recorded (``labels.json`` keeps its ids; labels it lacks are appended): ``vidnet convert DST --reindex``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such folder")
+    with open_dataset_root(root, "convert --reindex", wait=wait):
+        return refresh_index(root, reindex=True)
 
 
 def _write_problems(path: Path, problems: list[tuple[str, str, str]]) -> None:

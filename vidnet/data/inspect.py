@@ -8,9 +8,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vidnet.data.index import read_index, read_labels
+from vidnet._io import inside
+from vidnet.data.index import read_index, read_labels, split_warnings
 from vidnet.data.ingest import ERRORS_NAME
-from vidnet.data.store import STORE_NAME, FrameStore, read_n_frames_file
+from vidnet.data.store import STORE_NAME, FrameStore, jpeg_size, read_n_frames_file
 from vidnet.errors import StoreError, UsageError
 
 __all__ = ["StoreReport", "DatasetReport", "inspect_store", "inspect_dataset"]
@@ -51,11 +52,14 @@ def inspect_store(path: str | os.PathLike, *, verify: bool = True) -> StoreRepor
         if n_file is not None and n_file != len(store):
             problems.append(f"n_frames file says {n_file}, the store holds {len(store)}")
         m = store.meta
-        height = m.height
+        height, width = m.height, m.width
         if not height and len(store):
-            height = store.get_frames([0]).shape[1]
+            try:  # the header, not a decode: a frame may be huge (the verify above refused it)
+                height, width = jpeg_size(store.get_bytes([0])[0])
+            except StoreError as err:
+                problems.append(f"frame 0: {err}")
         return StoreReport(
-            path=str(store.path), n_frames=len(store), width=m.width, height=height, fps=m.fps,
+            path=str(store.path), n_frames=len(store), width=width, height=height, fps=m.fps,
             bytes=store.path.stat().st_size, writer=m.writer or "dataset2database (no meta)",
             vidnet_format=m.format_version, source_name=m.source_name, source_size=m.source_size,
             source_checksum=m.source_checksum, jpeg_quality=m.jpeg_quality, n_frames_file=n_file,
@@ -81,13 +85,28 @@ class DatasetReport:
     warnings: int = 0
     missing_stores: list[str] = field(default_factory=list)
     bad_stores: dict[str, list[str]] = field(default_factory=dict)
+    unknown_labels: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No missing or bad store, and every label has an id."""
+        return not (self.missing_stores or self.bad_stores or self.unknown_labels)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def inspect_dataset(root: str | os.PathLike, *, verify: bool = False) -> DatasetReport:
-    """Summarise a converted dataset (``index.csv`` + stores); with ``verify`` decode every frame."""
+    """Summarise a converted dataset (``index.csv`` + stores).
+
+    ``verify`` decodes every frame and checks the frame counts (``n_frames`` file and ``index.csv``) against
+    each store. ``classes`` counts the labels of ``labels.json`` and of the index; index labels without an
+    id are listed in ``unknown_labels``.
+
+    Raises:
+        VidnetError: ``index.csv`` is unreadable, or has a bad or duplicate row (naming the lines).
+    """
     root = Path(root)
     if not (root / "index.csv").is_file():
         raise UsageError(f"{root}: no index.csv (not a converted dataset; convert it with `vidnet convert`)")
@@ -97,6 +116,9 @@ def inspect_dataset(root: str | os.PathLike, *, verify: bool = False) -> Dataset
     sizes: Counter[str] = Counter()
     for row in rows:
         rel = row.path or f"{row.label}/{row.dir_name}"
+        if inside(root, rel, resolve=False) is None:  # read_index refuses such rows already
+            rep.bad_stores[rel] = [f"outside {root}"]
+            continue
         store_path = root / rel / STORE_NAME
         if not store_path.is_file():
             rep.missing_stores.append(rel)
@@ -111,6 +133,11 @@ def inspect_dataset(root: str | os.PathLike, *, verify: bool = False) -> Dataset
                     sizes[f"{store.meta.width}x{store.meta.height}"] += 1
                 if verify:
                     problems = store.verify()
+                    n_file = read_n_frames_file(store_path.parent)
+                    if n_file is not None and n_file != n:
+                        problems.append(f"n_frames file says {n_file}, the store holds {n}")
+                    if row.n_frames and row.n_frames != n:
+                        problems.append(f"index.csv says {row.n_frames} frames, the store holds {n}")
                     if problems:
                         rep.bad_stores[rel] = problems
         except StoreError as err:
@@ -123,7 +150,9 @@ def inspect_dataset(root: str | os.PathLike, *, verify: bool = False) -> Dataset
             rep.longest = (rel, n)
         rep.per_class[row.label] = rep.per_class.get(row.label, 0) + 1
         rep.per_split[row.split or "(none)"] = rep.per_split.get(row.split or "(none)", 0) + 1
-    rep.classes = len(labels) or len(rep.per_class)
+    rep.unknown_labels = sorted({r.label for r in rows} - set(labels)) if labels else []
+    rep.classes = len(set(labels) | {r.label for r in rows})
+    rep.notes = split_warnings(rows)
     rep.frame_sizes = dict(sizes.most_common())
     rep.per_class = dict(sorted(rep.per_class.items()))
     errors = root / ERRORS_NAME

@@ -14,7 +14,7 @@ vidnet's writer adds, without changing what the original reader's query
   (``SELECT rowid, frames FROM Images WHERE rowid IN (...)``);
 * a unique index on ``ObjId`` (the original's query no longer scans the table);
 * a ``meta(key, value)`` table: format version, width, height, frame count, fps, source file name, size
-  and checksum, JPEG quality, and notes on partial decodes.
+  and checksum, JPEG quality, notes on partial decodes, and the video's index row (``index_row``, JSON).
 
 A store without ``meta`` (written by dataset2database: rows in any order, no index, maybe no ``n_frames``)
 is read by listing its ``ObjId`` values once when it is opened, and mapping frame numbers to row ids.
@@ -42,7 +42,8 @@ import numpy as np
 import simplejpeg
 
 from vidnet import __version__
-from vidnet.errors import CorruptFrameError, StoreError
+from vidnet._io import temp_path
+from vidnet.errors import CorruptFrameError, StoreError, plain_reason
 
 __all__ = [
     "STORE_NAME",
@@ -57,6 +58,7 @@ __all__ = [
     "encode_jpeg",
     "is_complete_store",
     "read_n_frames_file",
+    "MAX_FRAME_SIDE",
 ]
 
 STORE_NAME = "frames.db"
@@ -65,6 +67,9 @@ FORMAT = "vidnet-frames"
 FORMAT_VERSION = 1
 # Above this many ids a query binds one JSON array instead of one parameter per frame.
 _MAX_BOUND_PARAMS = 900
+MAX_FRAME_SIDE = 8192
+"""Largest frame side in pixels that vidnet decodes (8K video is 7680 wide). A JPEG header is read before
+any decode and a larger frame is refused: a 631-byte file can claim 60000x60000 pixels (10 GiB decoded)."""
 _MMAP_SIZE = 1 << 30
 """Bytes of a store that SQLite may memory-map (address space only; pages are the OS's file cache)."""
 
@@ -88,15 +93,29 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
                                   colorsubsampling="420")
 
 
+def check_frame_size(height: int, width: int) -> None:
+    """Refuse a frame with a side above `MAX_FRAME_SIDE` (`CorruptFrameError`), before anything is allocated."""
+    if max(height, width) > MAX_FRAME_SIDE:
+        raise CorruptFrameError(f"frame of {width}x{height} pixels is above the {MAX_FRAME_SIDE}-pixel limit")
+
+
 def decode_jpeg(data: bytes, *, min_height: int = 0, min_width: int = 0) -> np.ndarray:
-    """Decode JPEG bytes to an RGB uint8 ``[H, W, 3]`` array.
+    """Decode JPEG bytes to an RGB uint8 ``[H, W, 3]`` array: the one place vidnet decodes a JPEG frame.
+
+    The size is read from the header first: a frame above `MAX_FRAME_SIDE` is refused without decoding.
 
     Args:
         data: the JPEG bytes.
         min_height: with ``min_width``, let libjpeg-turbo decode at a reduced scale (1/2, 1/4, 1/8 in the
             DCT domain) as long as the result is at least this large: cheaper than decoding and resizing.
         min_width: see ``min_height``.
+
+    Raises:
+        CorruptFrameError: the header claims a frame above the size limit.
+        ValueError: the bytes are not a decodable JPEG.
     """
+    height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    check_frame_size(height, width)
     return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False,
                                   min_height=min_height, min_width=min_width)
 
@@ -125,6 +144,8 @@ class StoreMeta:
         format_version: vidnet store format version; 0 for a foreign (dataset2database) store.
         writer: program and version that wrote the store.
         notes: anything the converter had to say (partial decode, a header frame count that lied, ...).
+        row: the video's index row as the converter knew it (``label``, ``id``, ``time_start``, ``time_end``,
+            ``split``, ``extra``), so that a dataset's index can be rebuilt from its stores.
     """
 
     n_frames: int = 0
@@ -138,6 +159,7 @@ class StoreMeta:
     format_version: int = 0
     writer: str = ""
     notes: list[str] = field(default_factory=list)
+    row: dict = field(default_factory=dict)
 
     def to_rows(self) -> list[tuple[str, str]]:
         d = {
@@ -154,6 +176,7 @@ class StoreMeta:
             "color": "RGB JPEG",
             "writer": self.writer or f"vidnet {__version__}",
             "notes": json.dumps(self.notes),
+            "index_row": json.dumps(self.row, ensure_ascii=False),
         }
         return list(d.items())
 
@@ -171,6 +194,10 @@ class StoreMeta:
             notes = json.loads(d.get("notes") or "[]")
         except json.JSONDecodeError:
             notes = [d["notes"]]
+        try:
+            row = json.loads(d.get("index_row") or "{}")
+        except json.JSONDecodeError:
+            row = {}
         return cls(
             n_frames=num("n_frames"),
             width=num("width"),
@@ -183,6 +210,7 @@ class StoreMeta:
             format_version=num("format_version"),
             writer=d.get("writer", ""),
             notes=list(notes),
+            row=row if isinstance(row, dict) else {},
         )
 
 
@@ -360,7 +388,7 @@ def decode_frames(path: Path, idx: np.ndarray, blobs: Sequence[bytes], min_size:
         if i not in decoded:
             try:
                 decoded[i] = decode_jpeg(blob, min_height=mh, min_width=mw)
-            except (ValueError, RuntimeError) as err:
+            except (ValueError, RuntimeError, CorruptFrameError) as err:
                 raise CorruptFrameError(f"{path}: frame {i} does not decode ({err})") from None
         out.append(decoded[i])
     shapes = {a.shape for a in out}
@@ -374,7 +402,7 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     try:
         h, w, _, _ = simplejpeg.decode_jpeg_header(data)
     except (ValueError, RuntimeError) as err:
-        raise CorruptFrameError(f"not a JPEG header ({err})") from None
+        raise CorruptFrameError(f"not a valid JPEG ({err})") from None
     return int(h), int(w)
 
 
@@ -477,32 +505,41 @@ class StoreWriter:
 
     Frames are appended in order; :meth:`commit` writes ``meta``, renames the temporary file onto
     ``frames.db`` and writes ``n_frames``. If the writer is closed without commit (an error, Ctrl-C), the
-    temporary file is removed and nothing that looks like a store is left behind. A ``kill -9`` can leave
-    the temporary file (named ``.frames.db.*.tmp``); :func:`remove_stale_temporaries` cleans those up.
+    temporary file is removed, and so are the folders the writer created: nothing that looks like a store
+    (or an empty video folder) is left behind. A ``kill -9`` can leave the temporary file (named
+    ``.frames.db.<host>.<pid>.<token>.tmp``); :func:`vidnet._io.remove_orphan_temporaries` removes those of
+    processes that are gone.
 
     Args:
         folder: the video folder (``<root>/<label>/<video_id>``); created if needed.
         video_id: the ``ObjId`` prefix (the folder name, as dataset2database writes it).
+
+    Raises:
+        StoreError: the temporary file cannot be created or written (read-only or full disk), naming the store.
     """
 
     def __init__(self, folder: str | os.PathLike, video_id: str | None = None) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()][::-1]
         self.video_id = video_id or self.folder.name
         self.final_path = self.folder / STORE_NAME
-        self.tmp_path = self.folder / f".{STORE_NAME}.{os.getpid()}.tmp"
-        if self.tmp_path.exists():
-            self.tmp_path.unlink()
-        self._con = sqlite3.connect(self.tmp_path)
-        self._con.executescript(
-            f"PRAGMA page_size={_PAGE_SIZE}; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-            "CREATE TABLE Images(ObjId TEXT, frames BLOB, size INT);"
-        )
+        self.tmp_path = temp_path(self.final_path)
         self.n_frames = 0
         self.width = 0
         self.height = 0
         self._pending: list[tuple[int, str, bytes, int]] = []
         self._done = False
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._con = sqlite3.connect(self.tmp_path)
+            self._con.executescript(
+                f"PRAGMA page_size={_PAGE_SIZE}; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                "CREATE TABLE Images(ObjId TEXT, frames BLOB, size INT);"
+            )
+        except (OSError, sqlite3.Error) as err:
+            self._con = None
+            self.abort()
+            raise StoreError(f"{self.final_path}: cannot write ({plain_reason(err)})") from None
 
     def add(self, jpeg: bytes, width: int, height: int) -> None:
         """Append one JPEG-encoded frame of the given size (frame number = frames added so far + 1)."""
@@ -519,7 +556,11 @@ class StoreWriter:
 
     def _flush(self) -> None:
         # executemany in batches: measured ~10x cheaper per row than one execute per frame.
-        self._con.executemany("INSERT INTO Images(rowid, ObjId, frames, size) VALUES (?, ?, ?, ?)", self._pending)
+        try:
+            self._con.executemany("INSERT INTO Images(rowid, ObjId, frames, size) VALUES (?, ?, ?, ?)",
+                                  self._pending)
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.final_path}: cannot write ({plain_reason(err)})") from None
         self._pending.clear()
 
     def add_rgb(self, rgb: np.ndarray, quality: int) -> None:
@@ -534,25 +575,35 @@ class StoreWriter:
         meta.format_version = FORMAT_VERSION
         self._flush()
         con = self._con
-        con.execute("CREATE UNIQUE INDEX Images_ObjId ON Images(ObjId)")
-        con.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)")
-        con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.to_rows())
-        con.commit()
-        con.close()
-        os.replace(self.tmp_path, self.final_path)
-        write_n_frames_file(self.folder, self.n_frames)
-        self._done = True
+        try:
+            con.execute("CREATE UNIQUE INDEX Images_ObjId ON Images(ObjId)")
+            con.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)")
+            con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.to_rows())
+            con.commit()
+            con.close()
+            os.replace(self.tmp_path, self.final_path)
+            self._done = True
+            write_n_frames_file(self.folder, self.n_frames)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"{self.final_path}: cannot write ({plain_reason(err)})") from None
         return meta
 
     def abort(self) -> None:
-        """Discard the temporary file."""
-        if not self._done:
-            try:
+        """Discard the temporary file, and the folders this writer created if they are empty."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            if self._con is not None:
                 self._con.close()
-            except sqlite3.Error:
-                pass
-            self.tmp_path.unlink(missing_ok=True)
-            self._done = True
+        except sqlite3.Error:
+            pass
+        self.tmp_path.unlink(missing_ok=True)
+        for folder in reversed(self._created):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another video of the label), or already gone
+                break
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -578,12 +629,3 @@ def is_complete_store(folder: str | os.PathLike) -> StoreMeta | None:
             return store.meta if store.is_vidnet and store.meta.n_frames > 0 else None
     except StoreError:
         return None
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete temporary store files left by killed writers under ``folder``; return how many."""
-    n = 0
-    for tmp in Path(folder).rglob(f".{STORE_NAME}.*.tmp"):
-        tmp.unlink(missing_ok=True)
-        n += 1
-    return n

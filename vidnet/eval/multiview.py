@@ -32,16 +32,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from vidnet.data.dataset import VideoClipDataset, normalize
+from vidnet.data.dataset import VideoClipDataset
 from vidnet.data.index import read_labels
+from vidnet.data.preprocessing import Preprocessing, normalize
 from vidnet.data.sampling import CentreClip, MultiClip, WholeVideo
-from vidnet.data.transforms import ClipEval, EvalConfig
 from vidnet.errors import UsageError, VidnetError
 from vidnet.eval.metrics import log_softmax, softmax
 
-__all__ = ["EvalModel", "Predictions", "SequenceMode", "load_eval_model", "is_single_frame", "clip_transform",
-           "view_transform", "make_dataset", "make_sequence_dataset", "predict_dataset", "predict_sequences",
-           "predict_frames"]
+__all__ = ["EvalModel", "Predictions", "SequenceMode", "load_eval_model", "is_single_frame", "make_dataset",
+           "make_sequence_dataset", "predict_dataset", "predict_sequences", "predict_frames", "clip_accuracy"]
 
 SequenceMode = Literal["frames", "sequence"]
 
@@ -54,95 +53,75 @@ class EvalModel:
         model: the network, in eval mode.
         network: its registry name.
         class_names: label names in id order.
-        clip_length: frames per clip (T).
-        clip_size: (height, width) of a clip.
-        interval: frame step of evaluation clips.
-        mean: per-channel mean (RGB, pixels in [0, 1]); std: the standard deviation.
-        augment: the training ``--augment`` (decides the validation transform), or None.
+        preprocessing: the record of how its clips were made (clip shape, intervals, mean/std, transforms).
     """
 
     model: nn.Module
     network: str
     class_names: list[str]
-    clip_length: int
-    clip_size: tuple[int, int]
-    interval: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    augment: str | None = None
+    preprocessing: Preprocessing
+
+    @property
+    def clip_length(self) -> int:
+        """Frames per clip (T)."""
+        return self.preprocessing.clip_length
+
+    @property
+    def clip_size(self) -> tuple[int, int]:
+        """(height, width) of a clip."""
+        return self.preprocessing.clip_size
+
+    @property
+    def interval(self) -> int:
+        """Frame step of evaluation clips."""
+        return self.preprocessing.val_frame_interval
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean (RGB, pixels in [0, 1])."""
+        return self.preprocessing.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation."""
+        return self.preprocessing.std
 
 
 def load_eval_model(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | Any,
     *,
     network: str | None = None,
     labels: str | os.PathLike | None = None,
+    dataset: str | os.PathLike | None = None,
     clip_length: int | None = None,
     clip_size: int | None = None,
     interval: int | None = None,
 ) -> EvalModel:
-    """Build the model of a vidnet checkpoint, or of a bare state dict given ``network`` and ``labels``.
+    """Build the model of a vidnet checkpoint (a path, or a `vidnet.network.weights.WeightFile` already read),
+    or of weights from elsewhere given ``network`` and ``labels``.
 
-    A vidnet checkpoint carries its network, label map and preprocessing; the keyword options override them.
-    Weights from elsewhere (a bare or ``state_dict``-wrapped dict) need ``network`` and a ``labels.json``;
-    their preprocessing is the trainer's defaults (16 frames, 112x112, interval 2, Kinetics mean/std) unless
-    overridden.
+    Weights come through the one door (`vidnet.network.weights.load_model`: safe reading, wrappers and
+    prefixes removed, original key layouts remapped, every weight required). A vidnet checkpoint carries its
+    network, label map and preprocessing; the keyword options override them. Weights from elsewhere need
+    ``network`` and a ``labels.json``; their preprocessing is the defaults (16 frames, 112x112, interval 2,
+    Kinetics mean/std) with the transform family of ``dataset`` when given.
 
     Raises:
-        VidnetError: unreadable file, unknown network, missing label file, weights that do not fit.
+        VidnetError: unreadable or refused file, unknown network, missing label file, weights that do not fit.
     """
-    from vidnet.network import UnknownModelError, create_model
-    from vidnet.train import checkpoint as ckpt_io
-    from vidnet.train.config import DataConfig
-    from vidnet.train.loop import MEAN, STD
+    from vidnet.network.weights import WeightFile, load_model, read_weight_file
 
-    path = Path(checkpoint)
-    try:
-        ckpt = ckpt_io.load_checkpoint(path)
-    except ckpt_io.CheckpointError:
-        if network is None or labels is None or not path.is_file():
-            raise
-        ckpt = None
-    if ckpt is not None:
-        label_map = dict(ckpt.get("labels") or {})
-        if labels is not None:
-            label_map = read_labels(labels)
-        net = network or ckpt.get("network")
-        pre = ckpt.get("preprocessing") or {}
-        augment = (ckpt.get("config") or {}).get("data", {}).get("augment")
-        state = ckpt["model"]
-    else:
-        label_map, net, pre, augment = read_labels(labels), network, {}, None
-        from vidnet.network.weights import read_state_dict
-
-        state = read_state_dict(path)
+    wf = read_weight_file(checkpoint if isinstance(checkpoint, WeightFile) else Path(checkpoint))
+    path = wf.where
+    label_map = read_labels(labels) if labels is not None else wf.labels
     if not label_map:
-        raise VidnetError(f"{path}: no label map inside; give --labels labels.json")
-    defaults = DataConfig()
-    size = clip_size or pre.get("clip_size") or defaults.clip_size
-    size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    try:
-        model = create_model(net, num_classes=len(label_map))
-    except UnknownModelError as err:
-        raise UsageError(f"--network: {err}") from None
-    if ckpt is not None and isinstance(ckpt.get("architecture"), dict):  # a pruned model's channel counts
-        from vidnet.network.compress import apply_channel_spec
-
-        apply_channel_spec(model, ckpt["architecture"])
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise VidnetError(f"{path}: weights do not fit {net} with {len(label_map)} classes: "
-                          f"{str(err).splitlines()[0]}") from None
-    model.eval()
+        raise UsageError(f"{path}: weights without a label map (not written by vidnet train): give "
+                         f"--labels labels.json" + ("" if network or wf.network else " and --network NAME"))
+    loaded = load_model(wf, network=network, num_classes=len(label_map))
+    pre = Preprocessing.from_record(wf.meta.get("preprocessing"), dataset=dataset, config=wf.meta.get("config"))
+    pre = pre.replace(clip_length=clip_length, clip_size=clip_size, val_frame_interval=interval)
     names = [name for name, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
-    return EvalModel(
-        model=model, network=str(net), class_names=names,
-        clip_length=int(clip_length or pre.get("clip_length") or defaults.clip_length), clip_size=size,
-        interval=int(interval or pre.get("val_frame_interval") or defaults.val_frame_interval),
-        mean=tuple(pre.get("mean") or MEAN), std=tuple(pre.get("std") or STD), augment=augment,
-    )
+    return EvalModel(model=loaded.model, network=loaded.network, class_names=names, preprocessing=pre)
 
 
 def is_single_frame(em: EvalModel) -> bool:
@@ -163,26 +142,6 @@ def is_single_frame(em: EvalModel) -> bool:
     return info.depth == "2d" or info.family == "frame2d"
 
 
-def clip_transform(em: EvalModel, *, hflip: bool = True) -> ClipEval | None:
-    """The validation transform of training (None: the dataset's default preset, as the trainer used)."""
-    if not em.augment:
-        return None
-    # The trainer's own choice of validation transform, so that clip accuracy is its validation number.
-    from vidnet.train.loop import augment_transforms
-
-    return augment_transforms(em.augment, em.clip_size, flip=hflip)[1]
-
-
-def view_transform(em: EvalModel, crops: int, *, hflip: bool = True) -> ClipEval | None:
-    """Spatial views: 1 = the validation transform; 3 = three crops of the short-side-resized frame."""
-    if crops == 1:
-        return clip_transform(em, hflip=hflip)
-    if crops != 3:
-        raise UsageError(f"--crops must be 1 or 3, got {crops}")
-    side = min(em.clip_size)
-    return ClipEval(EvalConfig(crop_size=side, resize_short=side, crop="three"))
-
-
 def _sampler(em: EvalModel, clips: int) -> CentreClip | MultiClip:
     """The temporal views of a protocol: the centre clip for ``clips=1``, else ``clips`` spread evenly."""
     return CentreClip(interval=em.interval) if clips == 1 else MultiClip(num_clips=clips, interval=em.interval)
@@ -193,9 +152,7 @@ def make_dataset(root: str | os.PathLike, split: str | None, em: EvalModel, *, c
     """The dataset of one protocol: ``clips=crops=1`` is the centre clip, else ``clips x crops`` views."""
     ds = VideoClipDataset(root, split, num_frames=em.clip_length, size=em.clip_size, sampler=_sampler(em, clips),
                           return_meta=True)
-    transform = view_transform(em, crops, hflip=ds.hflip)
-    if transform is not None:
-        ds.transform = transform
+    ds.transform = em.preprocessing.eval_transform(crops)
     _check_labels(root, ds, em)
     return ds
 
@@ -213,9 +170,7 @@ def make_sequence_dataset(root: str | os.PathLike, split: str | None, em: EvalMo
     sampler = WholeVideo(interval=1 if frames else em.interval)
     ds = VideoClipDataset(root, split, num_frames=1 if frames else em.clip_length, size=em.clip_size,
                           sampler=sampler, return_meta=True)
-    transform = clip_transform(em, hflip=ds.hflip)
-    if transform is not None:
-        ds.transform = transform
+    ds.transform = em.preprocessing.eval_transform()
     _check_labels(root, ds, em)
     return ds
 
@@ -414,11 +369,7 @@ def predict_frames(
     index = index.reshape(-1, em.clip_length)
     decoded = read(index.reshape(-1))
     frames = decoded.reshape(*index.shape, *decoded.shape[1:])
-    transform = view_transform(em, crops)
-    if transform is None:
-        from vidnet.data.transforms import eval_preset
-
-        transform = ClipEval(eval_preset("ucf101"))  # VideoClipDataset's default preset
+    transform = em.preprocessing.eval_transform(crops)
     views = []
     for clip in frames:
         out = transform(np.ascontiguousarray(clip), None, size=em.clip_size)
@@ -427,3 +378,32 @@ def predict_frames(
     device = torch.device(device)
     em.model.to(device).eval()
     return _forward(em, batch, device, batch_size, False).numpy()
+
+
+@torch.no_grad()
+def clip_accuracy(
+    model: nn.Module,
+    dataset,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int = 8,
+    limit: int | None = None,
+) -> float:
+    """Single-clip top-1 accuracy of ``model`` on a ``VideoClipDataset`` (uint8 clips, normalised here).
+
+    Build the dataset with `make_dataset` (one centre clip and the checkpoint's own
+    validation transform), so the number is the one ``vidnet test`` and training validation report.
+    """
+    from torch.utils.data import Subset
+
+    ds = Subset(dataset, range(min(limit, len(dataset)))) if limit is not None else dataset
+    correct = total = 0
+    model = model.eval()
+    for batch in DataLoader(ds, batch_size=batch_size):
+        pred = model(normalize(batch["clip"], mean, std)).argmax(1)
+        correct += int((pred == batch["label"]).sum())
+        total += len(pred)
+    if total == 0:
+        raise UsageError("the evaluation split has no clips")
+    return correct / total

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from vidnet._io import atomic_path, atomic_write_text
+from vidnet.checkpoint import CHECKPOINT_DIR, checkpoint_name
 from vidnet.errors import UsageError, VidnetError
 from vidnet.eval.report import import_pyplot
-from vidnet.train.checkpoint import checkpoint_name
 
 __all__ = ["EpochLog", "RunLogs", "read_run", "best_epoch", "find_test_summaries", "plot_curves", "write_summary",
            "report_run", "CURVES"]
@@ -101,7 +101,9 @@ def read_run(run_dir: str | os.PathLike) -> RunLogs:
         import yaml
 
         try:
-            config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+            config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise VidnetError(f"{run_dir / 'config.yaml'}: not UTF-8 text (byte {err.start})") from None
         except yaml.YAMLError as err:
             raise VidnetError(f"{run_dir / 'config.yaml'}: not valid YAML ({str(err).splitlines()[0]})") from None
     return RunLogs(run_dir=run_dir, train=train, val=val, config=config)
@@ -202,7 +204,7 @@ def write_summary(logs: RunLogs, path: str | os.PathLike, *, curves: str | None 
     best = best_epoch(logs.val)
     if best is not None:
         r = logs.val.row(best)
-        ckpt = logs.run_dir / "checkpoints" / checkpoint_name(r["epoch"] + 1)
+        ckpt = logs.run_dir / CHECKPOINT_DIR / checkpoint_name(r["epoch"] + 1)
         kept = f", checkpoint `{ckpt.name}`" if ckpt.is_file() else ""
         lines.append(f"- best epoch: {r['epoch']} (val top-1 {_pct(r.get('top1'))}, loss {_num(r.get('loss'))}{kept})")
     else:

@@ -31,7 +31,6 @@ __all__ = [
     "PrunableChain",
     "apply_channel_spec",
     "channel_spec",
-    "distillation_loss",
     "find_prunable_chains",
     "magnitude_prune",
     "model_size_bytes",
@@ -353,43 +352,6 @@ def model_size_bytes(model: nn.Module) -> int:
     return buf.getbuffer().nbytes
 
 
-def distillation_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    labels: torch.Tensor,
-    alpha: float = 0.5,
-    temperature: float = 4.0,
-    *,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """Knowledge-distillation loss (Hinton et al., "Distilling the Knowledge in a Neural Network", arXiv 1503.02531).
-
-    ``alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, labels)``.
-    The ``T^2`` factor keeps the soft term's gradient scale independent of the temperature; the teacher's
-    logits are detached.
-
-    Args:
-        student_logits: ``[N, classes]`` logits of the model being trained.
-        teacher_logits: ``[N, classes]`` logits of the teacher.
-        labels: ``[N]`` class indices.
-        alpha: weight of the soft (teacher) term, in [0, 1].
-        temperature: softmax temperature, > 0.
-        label_smoothing: label smoothing of the hard (cross-entropy) term.
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"distillation alpha must be in [0, 1], got {alpha}")
-    if temperature <= 0:
-        raise UsageError(f"distillation temperature must be positive, got {temperature}")
-    if student_logits.shape != teacher_logits.shape:
-        raise UsageError(f"student logits {tuple(student_logits.shape)} and teacher logits "
-                         f"{tuple(teacher_logits.shape)} differ in shape")
-    t = temperature
-    soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits.detach() / t, dim=1),
-                    reduction="batchmean", log_target=True) * (t * t)
-    hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
-    return alpha * soft + (1.0 - alpha) * hard
-
-
 def channel_spec(model: nn.Module) -> dict[str, list[int]]:
     """The channel counts of every convolution (``[in, out, groups]``) and batch norm (``[features]``).
 
@@ -519,37 +481,6 @@ def compare_variants(
             rel_diff=float((out - reference).abs().max() / reference.abs().max().clamp_min(1e-30)),
         ))
     return rows
-
-
-def clip_accuracy(
-    model: nn.Module,
-    dataset,
-    *,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    batch_size: int = 8,
-    limit: int | None = None,
-) -> float:
-    """Single-clip top-1 accuracy of ``model`` on a ``VideoClipDataset`` (uint8 clips, normalised here).
-
-    Build the dataset with ``vidnet.eval.multiview.make_dataset`` (one centre clip and the checkpoint's own
-    validation transform), so the number is the one ``vidnet test`` and training validation report.
-    """
-    from torch.utils.data import DataLoader, Subset
-
-    from vidnet.data.dataset import normalize
-
-    ds = Subset(dataset, range(min(limit, len(dataset)))) if limit is not None else dataset
-    correct = total = 0
-    model = model.eval()
-    with torch.no_grad():
-        for batch in DataLoader(ds, batch_size=batch_size):
-            pred = model(normalize(batch["clip"], mean, std)).argmax(1)
-            correct += int((pred == batch["label"]).sum())
-            total += len(pred)
-    if total == 0:
-        raise UsageError("the evaluation split has no clips")
-    return correct / total
 
 
 @torch.no_grad()

@@ -23,7 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vidnet.errors import VidnetError
-from vidnet.network.resnet2d import TransferReport, read_state_dict
+from vidnet.network.resnet2d import TransferReport
+from vidnet.network.weights import read_state_dict
 
 __all__ = ["inflate_weight", "inflate_state_dict", "load_inflated", "inflate_module", "TemporalPadConv3d"]
 

@@ -33,9 +33,9 @@ from vidnet.network.resnet2d import (
     TransferReport,
     init_resnet_,
     make_stage,
-    read_state_dict,
     transfer_resnet2d_weights,
 )
+from vidnet.network.weights import read_state_dict
 
 __all__ = ["MiCTResNet", "MiCTStage", "mict_resnet"]
 

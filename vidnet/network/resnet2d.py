@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from vidnet.errors import VidnetError
 from vidnet.network._registry import register_model
+from vidnet.network.weights import read_state_dict
 
 __all__ = [
     "BasicBlock",
@@ -31,7 +32,6 @@ __all__ = [
     "resnet2d",
     "make_stage",
     "init_resnet_",
-    "read_state_dict",
     "TransferReport",
     "transfer_resnet2d_weights",
 ]
@@ -174,35 +174,6 @@ def resnet2d(depth: int, *, num_classes: int = 1000, zero_init_residual: bool = 
         raise VidnetError(f"2D ResNet depth {depth} is not one of {sorted(RESNET2D_LAYERS)}")
     block, layers = RESNET2D_LAYERS[depth]
     return ResNet2d(block, layers, num_classes=num_classes, zero_init_residual=zero_init_residual)
-
-
-def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Read a state dict from a file (never unpickling code) or pass a mapping through.
-
-    Unwraps ``{'state_dict': ...}``/``{'model': ...}`` checkpoints and strips DataParallel's ``module.`` prefix.
-
-    Raises:
-        VidnetError: the file is missing, is not a torch file, or holds no tensor mapping.
-    """
-    name = "state dict"
-    if isinstance(source, str | Path):
-        path = Path(source)
-        name = str(path)
-        if not path.is_file():
-            raise VidnetError(f"{path}: weight file not found")
-        try:
-            # A checkpoint is untrusted input: weights_only refuses pickles that would run code.
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any load failure becomes one user-facing line
-            raise VidnetError(f"{path}: not a readable torch weight file ({type(exc).__name__}: {exc})") from None
-    else:
-        obj = source
-    for wrapper in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
-            obj = obj[wrapper]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise VidnetError(f"{name}: expected a mapping of parameter names to tensors")
-    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
 @dataclass

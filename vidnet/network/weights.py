@@ -1,40 +1,51 @@
-"""Load checkpoints into vidnet models: by matching names and shapes, safely, with a report.
+"""The one door from a weight file to a model: every command that reads weights comes through here.
 
-:func:`load_weights` accepts a path or an in-memory state dict, unwraps ``{'state_dict': ...}`` checkpoints
-(the original SRTG/MTNet training code and Hara's 3D ResNets save that format), strips ``module.`` prefixes
-left by DataParallel/DistributedDataParallel (and ``_orig_mod.`` from ``torch.compile``), and loads every
-entry whose name and shape match the model. Files are read with ``torch.load(..., weights_only=True)``: a
-checkpoint is untrusted input and its pickle must not run code.
+``vidnet test``, ``predict``, ``compress``, ``export``, ``train --pretrained-3d`` and ``--teacher`` call
+:func:`load_model` (build a model from a file, all weights required) or :func:`load_weights` (fill a model
+that exists, reporting what loaded, what was skipped and what was left as initialised). Files are read by
+`vidnet.checkpoint.read_file`, with ``torch.load(..., weights_only=True)``: a checkpoint is untrusted input
+and its pickle must not run code.
 
-Original key layouts (the remapping protocol). A model class whose module names differ from the code its
-checkpoints were saved with defines::
+What is recognised:
 
-    def remap_original_state_dict(self, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        '''Return ``sd`` with the original keys renamed (and tensors reshaped if needed) to this model's.'''
+* files vidnet writes (`vidnet.checkpoint`): the weights under ``model``, with the network, labels,
+  preprocessing and, for a structurally pruned model, its channel counts (``architecture``: the model is
+  resized to them before the weights are loaded);
+* a bare state dict, or one wrapped as ``{'state_dict': ...}`` (the original SRTG/MTNet code, Kensho Hara's
+  3D ResNets, Efficient-3DCNNs, MMAction2), ``{'model_state': ...}`` (PySlowFast), ``{'model': ...}`` or
+  ``{'model_state_dict': ...}``; ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (``torch.compile``)
+  prefixes are removed;
+* the original code's key layouts: a model class whose module names differ from the code its checkpoints
+  were saved with defines::
 
-:func:`load_weights` calls it when some checkpoint keys are not the model's own names, then matches the
-result by name and shape as usual. The method must pass keys it does not know through unchanged, so that
-a checkpoint already in vidnet's layout is unaffected. :meth:`VideoResNet.remap_original_state_dict
-<vidnet.network.resnet3d.VideoResNet.remap_original_state_dict>` is an example.
+      def remap_original_state_dict(self, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+          '''Return ``sd`` with the original keys renamed (and tensors reshaped if needed) to this model's.'''
+
+  :func:`load_weights` calls it when some keys are not the model's own names, then matches the result by
+  name and shape as usual. The method passes keys it does not know through unchanged, so a checkpoint
+  already in vidnet's layout is unaffected. :meth:`VideoResNet.remap_original_state_dict
+  <vidnet.network.resnet3d.VideoResNet.remap_original_state_dict>` is an example.
 """
 
 from __future__ import annotations
 
-import pickle
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from vidnet._log import get_logger
-from vidnet.errors import VidnetError
+from vidnet.checkpoint import CheckpointError, is_vidnet, read_file
+from vidnet.errors import UsageError
 
-__all__ = ["LoadReport", "load_weights", "read_state_dict"]
+__all__ = ["LoadReport", "LoadedModel", "WeightFile", "apply_architecture", "load_model", "load_weights",
+           "read_state_dict", "read_weight_file"]
 
 _log = get_logger(__name__)
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+_WRAPPER_KEYS = ("state_dict", "model_state", "model_state_dict", "model")
 _PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -67,77 +78,130 @@ class LoadReport:
         if self.skipped:
             first = "; ".join(f"{k}: {why}" for k, why in list(self.skipped.items())[:3])
             parts.append(f"skipped {len(self.skipped)} ({first}{'; ...' if len(self.skipped) > 3 else ''})")
-        if self.missing:
-            more = ", ..." if len(self.missing) > 3 else ""
-            parts.append(f"missing {len(self.missing)} ({', '.join(self.missing[:3])}{more})")
+        parts.append(f"left as initialised {len(self.missing)}"
+                     + (f" ({', '.join(self.missing[:3])}{', ...' if len(self.missing) > 3 else ''})"
+                        if self.missing else ""))
         return ", ".join(parts)
 
 
-def read_state_dict(source: str | Path | Mapping) -> dict[str, torch.Tensor]:
-    """Read a checkpoint into a flat ``{name: tensor}`` dict without executing pickled code.
+@dataclass
+class WeightFile:
+    """A weight file as read: its tensors and what it says about itself.
 
-    Args:
-        source: a ``.pth``/``.pt`` path, or a (possibly wrapped) state dict already in memory.
+    Attributes:
+        state: flat ``{name: tensor}``, wrappers and prefixes removed.
+        meta: the file's other entries (vidnet files: ``network``, ``labels``, ``preprocessing``,
+            ``config``, ``architecture``, ``kind`` ...; other files: whatever plain values sit beside the
+            weights, e.g. ``arch``, ``epoch``).
+        vidnet: whether vidnet wrote it.
+        where: the path (or ``"state dict"``), for messages.
+    """
+
+    state: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    vidnet: bool
+    where: str
+
+    @property
+    def network(self) -> str | None:
+        """The registered network the file names (``network``, or ``arch`` at the top or in ``config``)."""
+        for scope in (self.meta, self.meta.get("config") if isinstance(self.meta.get("config"), dict) else {}):
+            for key in ("network", "arch"):
+                if isinstance(scope.get(key), str):
+                    return scope[key]
+        return None
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """The label map a vidnet file carries (empty otherwise)."""
+        labels = self.meta.get("labels")
+        return dict(labels) if isinstance(labels, Mapping) else {}
+
+
+def read_weight_file(source: str | os.PathLike | Mapping | WeightFile) -> WeightFile:
+    """Read a weight file (safely) or take an in-memory (possibly wrapped) state dict.
 
     Raises:
-        VidnetError: the file is missing, is not a torch checkpoint, holds non-tensor objects a safe
-            unpickler refuses, or contains no tensors.
+        CheckpointError: missing, unreadable or refused file; no tensors in it.
     """
+    if isinstance(source, WeightFile):
+        return source
     where = "state dict"
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        where = str(path)
-        if not path.is_file():
-            raise VidnetError(f"{path}: checkpoint file not found")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise VidnetError(f"{path}: refusing to load a checkpoint with arbitrary Python objects "
-                              f"(weights_only=True): {str(err).splitlines()[0]}") from err
-        except (RuntimeError, EOFError, OSError) as err:
-            raise VidnetError(f"{path}: not a readable torch checkpoint ({err})") from err
+    if isinstance(source, str | os.PathLike):
+        where = str(source)
+        obj = read_file(source)
     else:
         obj = source
+    vidnet = is_vidnet(obj)
+    top = obj
     while isinstance(obj, Mapping):
         inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:
             break
         obj = inner
     if not isinstance(obj, Mapping):
-        raise VidnetError(f"{where}: expected a state dict (name -> tensor), got {type(obj).__name__}")
-    out = {}
+        raise CheckpointError(f"{where}: expected a state dict (name -> tensor), found {type(obj).__name__}")
+    state = {}
     for key, value in obj.items():
         if not isinstance(value, torch.Tensor):
             continue
         key = str(key)
         while key.startswith(_PREFIXES):
             key = next(key.removeprefix(p) for p in _PREFIXES if key.startswith(p))
-        out[key] = value
-    if not out:
-        raise VidnetError(f"{where}: no tensors found in the checkpoint")
-    return out
+        state[key] = value
+    if not state:
+        raise CheckpointError(f"{where}: no tensors found in the file")
+    meta = {k: v for k, v in top.items() if v is not obj and k not in _WRAPPER_KEYS} \
+        if isinstance(top, Mapping) and top is not obj else {}
+    return WeightFile(state=state, meta=meta, vidnet=vidnet, where=where)
+
+
+def read_state_dict(source: str | os.PathLike | Mapping) -> dict[str, torch.Tensor]:
+    """A weight file's flat ``{name: tensor}`` (see `read_weight_file`)."""
+    return read_weight_file(source).state
+
+
+def apply_architecture(model: nn.Module, meta: Mapping[str, Any], where: str) -> None:
+    """Resize ``model`` to a structurally pruned model's channel counts when ``meta`` (a checkpoint's entries)
+    carries them (``architecture``, see `vidnet.network.compress.channel_spec`); nothing otherwise.
+
+    Raises:
+        CheckpointError: the recorded channel counts do not fit the model (naming ``where``).
+    """
+    arch = meta.get("architecture")
+    if not isinstance(arch, Mapping):
+        return
+    from vidnet.network.compress import apply_channel_spec
+
+    try:
+        apply_channel_spec(model, dict(arch))
+    except UsageError as err:
+        raise CheckpointError(f"{where}: pruned architecture does not fit the model: {err}") from None
 
 
 def load_weights(
     model: nn.Module,
-    path_or_state_dict: str | Path | Mapping,
+    path_or_state_dict: str | os.PathLike | Mapping | WeightFile,
     strict: bool = False,
 ) -> LoadReport:
-    """Load every checkpoint tensor whose name and shape match the model, and report the rest.
+    """Load every tensor whose name and shape match the model (after remapping an original key layout), and
+    report the rest. A pruned model's file first resizes ``model`` to its channel counts.
 
     Args:
         model: the model to fill in place.
-        path_or_state_dict: checkpoint path, or a state dict (plain, ``{'state_dict': ...}``-wrapped, with or
-            without ``module.`` prefixes, in vidnet's or the original code's key layout).
+        path_or_state_dict: a weight file, a state dict (plain or wrapped, with or without prefixes, in
+            vidnet's or an original code's key layout), or what `read_weight_file` returned.
         strict: raise unless every model entry was loaded and no checkpoint entry was skipped.
 
     Returns:
-        A :class:`LoadReport` (also logged at info level, and at warning level for skipped entries).
+        A :class:`LoadReport` (its summary is logged at debug level; callers report it as they see fit).
 
     Raises:
-        VidnetError: unreadable checkpoint, or ``strict`` and the checkpoint does not match exactly.
+        CheckpointError: unreadable file, or ``strict`` and the file does not fit exactly.
     """
-    state = read_state_dict(path_or_state_dict)
+    wf = path_or_state_dict if isinstance(path_or_state_dict, WeightFile) else read_weight_file(path_or_state_dict)
+    apply_architecture(model, wf.meta, wf.where)
+    state = wf.state
     own = model.state_dict()
     report = LoadReport()
     remap = getattr(model, "remap_original_state_dict", None)
@@ -155,7 +219,88 @@ def load_weights(
     report.loaded = list(matched)
     report.missing = [k for k in own if k not in matched]
     if strict and not report.complete:
-        raise VidnetError(f"checkpoint does not match {type(model).__name__} exactly: {report.summary()}")
+        raise CheckpointError(f"{wf.where}: does not fit {type(model).__name__} exactly: {report.summary()}")
     model.load_state_dict(matched, strict=False)
-    (_log.warning if report.skipped else _log.info)("load_weights: %s", report.summary())
+    _log.debug("%s: %s", wf.where, report.summary())
     return report
+
+
+@dataclass
+class LoadedModel:
+    """A model built by :func:`load_model`, in eval mode.
+
+    Attributes:
+        model: the network.
+        network: its registered name.
+        file: what was read (None for fresh weights).
+        report: what loading did (None for fresh weights).
+    """
+
+    model: nn.Module
+    network: str
+    file: WeightFile | None = None
+    report: LoadReport | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The file's entries besides the weights (see `WeightFile.meta`)."""
+        return self.file.meta if self.file is not None else {}
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """The file's label map (vidnet files), else empty."""
+        return self.file.labels if self.file is not None else {}
+
+
+def load_model(
+    source: str | os.PathLike | Mapping | WeightFile | None = None,
+    *,
+    network: str | None = None,
+    num_classes: int | None = None,
+    strict: bool = True,
+    **options: Any,
+) -> LoadedModel:
+    """Build a registered network and fill it from a weight file (or fresh, with ``source=None``).
+
+    Args:
+        source: a weight file or state dict (see the module docstring), or None for fresh weights.
+        network: registered name; needed when the file does not name its network (weights from elsewhere).
+        num_classes: classifier size; else the file's label count, its ``num_classes``, or the first
+            dimension of its last 2-D weight (the classifier in every zoo model); 400 for fresh weights.
+        strict: every weight of the model must come from the file and every tensor of the file must land.
+        **options: builder options (e.g. ``width_mult``).
+
+    Raises:
+        CheckpointError: unreadable, refused or non-fitting file.
+        UsageError: no network named anywhere, or an unknown one.
+    """
+    from vidnet.network import UnknownModelError, create_model
+
+    if source is None:
+        if network is None:
+            raise UsageError("give --network or --checkpoint")
+        try:
+            return LoadedModel(create_model(network, num_classes=num_classes or 400, **options).eval(), network)
+        except UnknownModelError as err:
+            raise UsageError(f"--network: {err}") from None
+    wf = read_weight_file(source)
+    name = network or wf.network
+    if name is None:
+        raise UsageError(f"{wf.where}: the file does not name its network (weights from elsewhere): give "
+                         "--network NAME (and --labels labels.json)")
+    if num_classes is None:
+        num_classes = len(wf.labels) or wf.meta.get("num_classes")
+    if not num_classes:
+        weights = [v for k, v in wf.state.items() if k.endswith("weight") and v.dim() >= 2]
+        if not weights:
+            raise CheckpointError(f"{wf.where}: no weight matrices found")
+        num_classes = int(weights[-1].shape[0])
+    try:
+        with torch.random.fork_rng(devices=[]):  # a throw-away initialisation must not move the caller's RNG
+            model = create_model(name, num_classes=int(num_classes), **options)
+    except UnknownModelError as err:
+        raise UsageError(f"--network: {err}") from None
+    report = load_weights(model, wf)
+    if strict and not report.complete:
+        raise CheckpointError(f"{wf.where}: does not fit {name} with {num_classes} classes: {report.summary()}")
+    return LoadedModel(model.eval(), name, wf, report)

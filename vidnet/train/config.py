@@ -249,6 +249,9 @@ class RunConfig:
     """Outputs go to ``<model-dir>/<dataset name>/<network>/`` (checkpoints, CSV, config, log)."""
     save_frequency: int = 1
     """Write a checkpoint every this many epochs (and the last and best ones)."""
+    keep_last: int = 2
+    """Keep this many of the most recent resumable checkpoints (``ep-*.pth``), deleting older ones; 0 keeps
+    all. ``best.pth`` (weights only) is always kept."""
     val_frequency: int = 1
     """Validate every this many epochs (and after the last)."""
     resume: str | None = None
@@ -272,7 +275,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _choice(self, "precision", ("fp32", "bf16", "fp16"))
-        _positive(self, "gpus", "random_seed", allow_zero=True)
+        _positive(self, "gpus", "random_seed", "keep_last", allow_zero=True)
         _positive(self, "save_frequency", "val_frequency", "log_interval", "nan_patience", "max_steps")
         _positive(self, "resume_epoch", allow_zero=True)
         if self.resume is not None and self.resume_epoch is not None:

@@ -1,9 +1,10 @@
 """The training loop of ``vidnet train``, meant to be read top to bottom.
 
-`train` sets up (process group, data, model, optimizer, schedule, resume), then runs epochs of steps. The
-learning rate and the mini-batch shape come from pure functions of the position (`vidnet.train.schedules`);
-mixed precision is one ``torch.autocast`` context plus a ``GradScaler`` that is only enabled for fp16; only
-rank 0 logs and writes.
+`train` runs three phases, each one screen: `_setup` (process group, data, model, optimizer, resume,
+loaders), `_train_epoch` (the steps of one epoch), and the end of each epoch (validation, then `_Saver`
+writes checkpoints). The learning rate and the mini-batch shape come from pure functions of the position
+(`vidnet.train.schedules`); mixed precision is one ``torch.autocast`` context plus a ``GradScaler`` that is
+only enabled for fp16; only rank 0 logs and writes.
 """
 
 from __future__ import annotations
@@ -24,25 +25,23 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from vidnet import checkpoint as ckpt_io
 from vidnet._io import atomic_write_text
 from vidnet._log import get_logger
+from vidnet.data.preprocessing import KINETICS_MEAN, KINETICS_STD, Preprocessing, normalize
 from vidnet.errors import UsageError, VidnetError
-from vidnet.network.compress import distillation_loss
-from vidnet.train import checkpoint as ckpt_io
 from vidnet.train import distributed
 from vidnet.train.config import TrainConfig
+from vidnet.train.distill import Teacher, distillation_loss, load_teacher
 from vidnet.train.hooks import ConsoleSink, CSVSink, Sinks, TensorBoardSink
 from vidnet.train.multigrid import MultigridBatchSampler
 from vidnet.train.schedules import MultigridSchedule, lr_at
 from vidnet.train.sub_batch_norm import convert_sub_batch_norm, resolve_sub_batch
 
-__all__ = ["train", "TrainResult", "build_optimizer", "run_folder", "evaluate", "augment_transforms", "MEAN", "STD"]
+__all__ = ["train", "TrainResult", "build_optimizer", "run_folder", "evaluate", "preprocessing_of"]
 
 log = get_logger(__name__)
 
-# Kinetics statistics (torchvision's video models), RGB, for pixels in [0, 1]; saved in every checkpoint.
-MEAN = (0.43216, 0.394666, 0.37645)
-STD = (0.22803, 0.22145, 0.216989)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -65,8 +64,57 @@ class TrainResult:
 
 def run_folder(cfg: TrainConfig) -> Path:
     """``<model-dir>/<dataset folder name>/<network>``: checkpoints, CSV files, config and log of a run."""
-    name = Path(cfg.data.dataset).resolve().name or "dataset"
-    return Path(cfg.run.model_dir) / name / cfg.model.network
+    return ckpt_io.run_folder(cfg.run.model_dir, cfg.data.dataset, cfg.model.network)
+
+
+def preprocessing_of(cfg: TrainConfig) -> Preprocessing:
+    """The preprocessing record of a run (saved in its checkpoints): its clip shape and intervals, Kinetics
+    mean/std, and the transform family and flips of its dataset's ``dataset.json``."""
+    d = cfg.data
+    return Preprocessing.for_dataset(d.dataset, clip_length=d.clip_length, clip_size=tuple(d.clip_size),
+                                     train_frame_interval=d.train_frame_interval,
+                                     val_frame_interval=d.val_frame_interval, augment=d.augment)
+
+
+@dataclass
+class _Run:
+    """Everything `_setup` builds; the epoch loop reads it and advances the position."""
+
+    cfg: TrainConfig
+    dist: Any
+    run_dir: Path
+    pre: Preprocessing
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: Any
+    lr_fn: Any
+    plan: MultigridSchedule
+    multigrid: bool
+    train_set: Dataset
+    val_set: Dataset | None
+    batches: MultigridBatchSampler
+    loader: DataLoader
+    val_loader: DataLoader | None
+    teacher: Teacher | None
+    labels: dict[str, int]
+    architecture: dict | None
+    autocast: Any
+    criterion: nn.Module
+    sinks: Sinks
+    # the position
+    start_epoch: int = 0
+    start_iter: int = 0
+    step: int = 0
+    best_top1: float = 0.0
+    resumed_sums: Any = None
+    lr: float = 0.0
+    """The learning rate of the latest step (logged with validation)."""
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
 
 
 def train(
@@ -90,33 +138,62 @@ def train(
 
     Raises:
         VidnetError: bad data (per ``--bad-data``), a non-finite loss ``--nan-patience`` times in a row, running
-            out of memory, a missing or mismatched checkpoint.
+            out of memory, a missing, unsafe or mismatched checkpoint.
     """
     t_start = time.perf_counter()
     dist = distributed.setup(cfg.run.gpus)
+    failed = False
+    previous_handler = None
+    run: _Run | None = None
+    result = TrainResult(run_dir=run_folder(cfg), epochs=0, steps=0)
+    stop = {"interrupted": False}  # Ctrl-C sets it; the loop sees it between optimizer steps
+    try:
+        run = _setup(cfg, dist, model, train_set, val_set)
+        result.epochs, result.steps, result.best_top1 = run.start_epoch, run.step, run.best_top1
+        saver = _Saver(run)
+        previous_handler = _install_sigint(stop)
+        for epoch in range(run.start_epoch, run.plan.end_epoch):
+            sums, stopped = _train_epoch(run, epoch, stop)
+            if stopped and sums is None:  # stopped inside the epoch: a resumable mid-epoch checkpoint was saved
+                result.stopped, result.epochs, result.steps = stopped, epoch, run.step
+                return result
+            result.stopped = stopped
+            last = epoch + 1 == run.plan.end_epoch or stopped is not None
+            if run.val_loader is not None and ((epoch + 1) % cfg.run.val_frequency == 0 or last):
+                metrics = _validate(run, epoch)
+                result.val = {k: metrics[k] for k in ("loss", "top1", "top5")}
+                if metrics["top1"] > run.best_top1:
+                    run.best_top1 = metrics["top1"]
+                    saver.best(epoch + 1)
+            if (epoch + 1) % cfg.run.save_frequency == 0 or last:
+                saver.resumable(epoch + 1, 0)
+            result.epochs, result.steps, result.best_top1 = epoch + 1, run.step, run.best_top1
+            if stopped:
+                return result
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous_handler) if previous_handler is not None else None
+        if run is not None:
+            run.sinks.close()
+        result.wall_s = time.perf_counter() - t_start
+        # On a normal end every process waits for the others (rank 0 may still be writing a checkpoint) before
+        # the group is torn down: gloo aborts a process whose peer closes the connection under it. After an
+        # error the others may never arrive, so no wait then.
+        distributed.cleanup(wait=not failed)
+    return result
+
+
+# -- phase 1: setup ------------------------------------------------------------------------------------------
+
+
+def _setup(cfg: TrainConfig, dist: Any, model: nn.Module | None, train_set: Dataset | None,
+           val_set: Dataset | None) -> _Run:
+    """Logging, data, model (pretrained weights, resume, pruned architecture), optimizer, loaders, sinks."""
     device = dist.device
     run_dir = run_folder(cfg)
-    ckpt_dir = run_dir / "checkpoints"
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        from vidnet._log import setup_logging
-
-        setup_logging(1 if cfg.run.debug_mode else 0, cfg.run.log_file or str(run_dir / "train.log"))
-        _write_config(cfg, run_dir)
-    else:
-        from vidnet._log import setup_logging
-
-        setup_logging(-1)
-    torch.autograd.set_detect_anomaly(cfg.run.debug_mode)
-    if device.type == "cpu" and cfg.data.workers > 0:
-        # Loader processes take cores: compute threads competing with them for the same cores spin-wait and
-        # run several times slower (measured: 0.75 vs 3+ steps/s for the quickstart on 2 cores).
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads = max(1, cores // dist.world_size - cfg.data.workers)
-        if threads < torch.get_num_threads():
-            torch.set_num_threads(threads)
-    _seed_everything(cfg.run.random_seed)
-
+    _setup_process(cfg, dist, run_dir)
     if model is None:  # an unknown name fails before any data is read
         from vidnet.network import UnknownModelError, model_info
 
@@ -126,29 +203,36 @@ def train(
             raise UsageError(f"--network: {err}") from None
 
     # Data: one dataset per split; the training loader's batch sampler decides every batch's shape.
+    pre = preprocessing_of(cfg)
     if train_set is None:
-        train_set, val_set = _datasets(cfg)
+        train_set, val_set = _datasets(cfg, pre)
     labels = dict(getattr(train_set, "labels", {}))
     num_classes = int(getattr(train_set, "num_classes", len(labels)))
 
     # Model. A pruned model (fewer channels than its registry build) keeps its channel counts in every
     # checkpoint ("architecture"), so a resume or a --pretrained-3d of it rebuilds the same shapes.
+    ckpt_dir = run_dir / ckpt_io.CHECKPOINT_DIR
     resume_path = _resume_path(cfg, ckpt_dir)
-    resume_state = ckpt_io.load_checkpoint(resume_path) if resume_path is not None else None
+    resume_state = ckpt_io.load_training(resume_path) if resume_path is not None else None
     given_model = model is not None
     if model is None:
         from vidnet.network import create_model
 
         model = create_model(cfg.model.network, num_classes=num_classes)
     if cfg.model.pretrained_3d:
-        missing, skipped = ckpt_io.load_pretrained(model, cfg.model.pretrained_3d)
-        log.info(f"pretrained weights from {cfg.model.pretrained_3d}: {len(missing)} model weights left as "
-                 f"initialised{': ' + ', '.join(missing[:6]) if missing else ''}; {len(skipped)} skipped")
+        _load_pretrained(model, cfg.model.pretrained_3d)
     if resume_state is not None:
-        ckpt_io.apply_architecture(model, resume_state, resume_path)
+        from vidnet.network.weights import apply_architecture
+
+        apply_architecture(model, resume_state, str(resume_path))
     architecture = _pruned_architecture(model, cfg, num_classes, given=given_model)
     model.to(device)
-    teacher = _load_teacher(cfg, labels, num_classes, device) if cfg.distill.teacher else None
+    teacher = None
+    if cfg.distill.teacher:
+        multigrid_on = cfg.schedule.long_cycles or cfg.schedule.short_cycles
+        teacher = load_teacher(cfg.distill.teacher, network=cfg.distill.teacher_network, labels=labels,
+                               num_classes=num_classes, clip=(cfg.data.clip_length, *cfg.data.clip_size),
+                               mean=pre.mean, std=pre.std, resize_always=multigrid_on, device=device)
     if cfg.model.channels_last:
         _channels_last_3d(model)
     plan = MultigridSchedule.create(
@@ -159,9 +243,80 @@ def train(
         min_frames=cfg.schedule.long_cycle_min_frames,
     )
     multigrid = cfg.schedule.long_cycles or cfg.schedule.short_cycles
+    model = _batch_norm_mode(model, cfg, dist, multigrid)
+
+    # Optimizer, gradient scaler (fp16 only), EMA, learning-rate function.
+    optimizer = build_optimizer(model, cfg, num_classes=num_classes)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.run.precision == "fp16")
+    ema = _make_ema(model, cfg.optim.ema)
+    lr_fn = partial(lr_at, base_lr=cfg.optim.lr_base, schedule=cfg.schedule.lr_schedule, steps=plan.lr_steps,
+                    factor=cfg.schedule.lr_factor, end_epoch=plan.end_epoch,
+                    warmup_epochs=cfg.schedule.warmup_epochs, min_lr=cfg.schedule.min_lr)
+    position = _restore(resume_state, resume_path, cfg, labels, model, optimizer, scaler, ema)
+
+    # Wrappers (DDP for the gradient all-reduce, then torch.compile) and loaders.
+    net: nn.Module = model
+    if dist.distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.model.compile:
+        net = torch.compile(net)
+    batches, loader, val_loader = _loaders(cfg, dist, plan, train_set, val_set)
+    sinks = Sinks([ConsoleSink(interval=cfg.run.log_interval), CSVSink(run_dir, start_epoch=position["start_epoch"]),
+                   TensorBoardSink.maybe(run_dir / "tb") if cfg.run.tensorboard else None]
+                  if dist.is_main else [])
+    run = _Run(cfg=cfg, dist=dist, run_dir=run_dir, pre=pre, model=model, net=net, optimizer=optimizer,
+               scaler=scaler, ema=ema, lr_fn=lr_fn, plan=plan, multigrid=multigrid, train_set=train_set,
+               val_set=val_set, batches=batches, loader=loader, val_loader=val_loader, teacher=teacher,
+               labels=labels, architecture=architecture,
+               autocast=partial(torch.autocast, device.type, dtype=_DTYPES[cfg.run.precision],
+                                enabled=cfg.run.precision != "fp32"),
+               criterion=nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing), sinks=sinks, **position)
+    if dist.is_main:
+        _log_start(run)
+    return run
+
+
+def _setup_process(cfg: TrainConfig, dist: Any, run_dir: Path) -> None:
+    """Run folder, logging, config file, compute threads, seeds."""
+    from vidnet._log import setup_logging
+
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        setup_logging(1 if cfg.run.debug_mode else 0, cfg.run.log_file or str(run_dir / "train.log"))
+        _write_config(cfg, run_dir)
+    else:
+        setup_logging(-1)
+    torch.autograd.set_detect_anomaly(cfg.run.debug_mode)
+    if dist.device.type == "cpu" and cfg.data.workers > 0:
+        # Loader processes take cores: compute threads competing with them for the same cores spin-wait and
+        # run several times slower (measured: 0.75 vs 3+ steps/s for the quickstart on 2 cores).
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // dist.world_size - cfg.data.workers)
+        if threads < torch.get_num_threads():
+            torch.set_num_threads(threads)
+    _seed_everything(cfg.run.random_seed)
+
+
+def _load_pretrained(model: nn.Module, path: str) -> Any:
+    """``--pretrained-3d``: every tensor whose name and shape fit, through the one weight door (original
+    SRTG/MTNet/Hara/Efficient-3DCNN layouts remapped; a pruned file's channel counts applied); returns the
+    `vidnet.network.weights.LoadReport`."""
+    from vidnet.network.weights import load_weights
+
+    with torch.random.fork_rng(devices=[]):
+        report = load_weights(model, path)
+    if not report.loaded:
+        raise ckpt_io.CheckpointError(f"{path}: none of its weights match the model's names and shapes "
+                                      f"({report.summary()})")
+    log.info(f"pretrained weights from {path}: {report.summary()}")
+    return report
+
+
+def _batch_norm_mode(model: nn.Module, cfg: TrainConfig, dist: Any, multigrid: bool) -> nn.Module:
+    """SyncBatchNorm and sub-batch BatchNorm as the options and multigrid ask."""
     # Multigrid's small per-GPU batches get batch statistics from every process (Wu et al. use SyncBN when the
     # per-GPU batch falls below 8); PyTorch's SyncBatchNorm runs on CUDA only.
-    cuda = device.type == "cuda"
+    cuda = dist.device.type == "cuda"
     sync_bn = cfg.model.sync_bn if cfg.model.sync_bn is not None else (multigrid and dist.distributed and cuda)
     if sync_bn and not cuda:
         raise UsageError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on CUDA only)")
@@ -172,44 +327,40 @@ def train(
                                   sync_bn=bool(sync_bn and dist.distributed))
     if sub_batch is not None:
         model = convert_sub_batch_norm(model, sub_batch)
+    return model
 
-    # Optimizer, gradient scaler (fp16 only), EMA, learning-rate function.
-    optimizer = build_optimizer(model, cfg, num_classes=num_classes)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.run.precision == "fp16")
-    ema = _make_ema(model, cfg.optim.ema)
-    lr_fn = partial(lr_at, base_lr=cfg.optim.lr_base, schedule=cfg.schedule.lr_schedule, steps=plan.lr_steps,
-                    factor=cfg.schedule.lr_factor, end_epoch=plan.end_epoch,
-                    warmup_epochs=cfg.schedule.warmup_epochs, min_lr=cfg.schedule.min_lr)
 
-    # Resume: weights, optimizer, scaler, EMA, RNG states and the position.
-    start_epoch, start_iter, step, best_top1, resumed_sums = 0, 0, 0, 0.0, None
-    if resume_state is not None:
-        state = resume_state
-        _check_compatible(state, cfg, labels, resume_path)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise ckpt_io.CheckpointError(f"{resume_path}: weights do not fit {cfg.model.network}: "
-                                          f"{str(err).splitlines()[0]}") from None
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(state["scaler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, start_iter, step = state["epoch"], state["iteration"], state["step"]
-        best_top1 = state.get("best_top1", 0.0)
-        resumed_sums = state.get("epoch_sums")
-        ckpt_io.set_rng_state(state["rng"])
-        log.info(f"resumed from {resume_path}: epoch {start_epoch}, iteration {start_iter}, step {step}")
+def _restore(state: dict[str, Any] | None, path: Path | None, cfg: TrainConfig, labels: dict[str, int],
+             model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+             ema: Any) -> dict[str, Any]:
+    """Resume: weights, optimizer, scaler, EMA, RNG states; returns the position."""
+    position = {"start_epoch": 0, "start_iter": 0, "step": 0, "best_top1": 0.0, "resumed_sums": None}
+    if state is None:
+        return position
+    _check_compatible(state, cfg, labels, path)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ckpt_io.CheckpointError(f"{path}: weights do not fit {cfg.model.network}: "
+                                      f"{str(err).splitlines()[0]}") from None
+    optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(state["scaler"])
+    if ema is not None and state.get("ema") is not None:
+        ema.load_state_dict(state["ema"])
+    sums = state.get("epoch_sums")
+    position.update(start_epoch=state["epoch"], start_iter=state["iteration"], step=state["step"],
+                    best_top1=state.get("best_top1", 0.0), resumed_sums=None if sums is None else np.array(sums))
+    ckpt_io.set_rng_state(state["rng"])
+    log.info(f"resumed from {path}: epoch {state['epoch']}, iteration {state['iteration']}, step {state['step']}")
+    return position
 
-    # Wrappers: DDP (gradient all-reduce), then torch.compile.
-    net: nn.Module = model
-    if dist.distributed:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.model.compile:
-        net = torch.compile(net)
 
-    # Loaders: one for training whose batch sampler emits (index, T, H, W) keys of the scheduled shape.
+def _loaders(cfg: TrainConfig, dist: Any, plan: MultigridSchedule, train_set: Dataset,
+             val_set: Dataset | None) -> tuple[MultigridBatchSampler, DataLoader, DataLoader | None]:
+    """The training loader (its batch sampler emits (index, T, H, W) keys of the scheduled shape) and the
+    validation loader (every clip once over all processes)."""
+    device = dist.device
     shard: Sampler[int] | None = None
     if dist.distributed:
         shard = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
@@ -226,206 +377,231 @@ def train(
                                 sampler=_RankShard(len(val_set), dist.rank, dist.world_size),
                                 pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                                 generator=torch.Generator().manual_seed(cfg.run.random_seed))
+    return batches, loader, val_loader
 
-    autocast = partial(torch.autocast, device.type, dtype=_DTYPES[cfg.run.precision],
-                       enabled=cfg.run.precision != "fp32")
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
-    sinks = Sinks([ConsoleSink(interval=cfg.run.log_interval), CSVSink(run_dir, start_epoch=start_epoch),
-                   TensorBoardSink.maybe(run_dir / "tb") if cfg.run.tensorboard else None]
-                  if dist.is_main else [])
-    if dist.is_main:
-        if teacher is not None:
-            log.info(f"distilling from {cfg.distill.teacher} ({teacher.describe()}): alpha "
-                     f"{cfg.distill.distill_alpha}, temperature {cfg.distill.distill_temperature}")
-        log.info(f"training {cfg.model.network} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params) "
-                 f"on {len(train_set)} clips, {dist.world_size} process(es) on {device}, {cfg.run.precision}; "
-                 f"run folder {run_dir}")
-        for line in plan.table() if multigrid else []:
-            log.info(f"multigrid {line}")
 
-    def save(epoch: int, iteration: int, *, name: str | None = None, sums: Any = None) -> None:
-        if not dist.is_main:
+def _log_start(run: _Run) -> None:
+    cfg = run.cfg
+    if run.teacher is not None:
+        log.info(f"distilling from {cfg.distill.teacher} ({run.teacher.describe()}): alpha "
+                 f"{cfg.distill.distill_alpha}, temperature {cfg.distill.distill_temperature}")
+    log.info(f"training {cfg.model.network} ({sum(p.numel() for p in run.model.parameters()) / 1e6:.2f} M params) "
+             f"on {len(run.train_set)} clips, {run.dist.world_size} process(es) on {run.device}, "
+             f"{cfg.run.precision}; run folder {run.run_dir}")
+    for line in run.plan.table() if run.multigrid else []:
+        log.info(f"multigrid {line}")
+
+
+# -- phase 2: the steps of one epoch -------------------------------------------------------------------------
+
+
+def _train_epoch(run: _Run, epoch: int, stop: dict[str, bool]) -> tuple[np.ndarray | None, str | None]:
+    """One epoch of optimizer steps from the resumed iteration on.
+
+    Returns:
+        ``(sums, stopped)``: the epoch's (loss * n, top-1 hits, top-5 hits, n) summed over processes with
+        ``stopped`` None or why the run stops after this complete epoch; or ``(None, why)`` when it stopped
+        inside the epoch (a resumable checkpoint of that position was saved).
+    """
+    cfg, dist, device = run.cfg, run.dist, run.device
+    first = run.start_iter if epoch == run.start_epoch else 0
+    run.batches.set_epoch(epoch, first)
+    if hasattr(run.train_set, "set_epoch"):
+        run.train_set.set_epoch(epoch)
+    iterations = len(run.batches)
+    run.net.train()
+    sums = np.zeros(4)  # loss * n, correct top1, correct top5, n
+    if first and run.resumed_sums is not None:
+        sums += run.resumed_sums
+    epoch_t0 = time.perf_counter()
+    lr = 0.0
+    bad_losses = 0
+    stopped = None
+    t_read = time.perf_counter()
+    it = first - 1
+    for it, batch in enumerate(run.loader, start=first):
+        read_s = time.perf_counter() - t_read
+        shape = run.plan.shape(epoch, it)
+        lr = run.lr = run.lr_fn(epoch + it / max(iterations, 1)) * shape.lr_scale
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_mult", 1.0)
+        timed = dist.is_main and it % cfg.run.log_interval == 0  # synchronise only on logged steps
+        boundary = (it + 1) % cfg.optim.accumulate == 0 or it + 1 == iterations
+
+        t0 = time.perf_counter()
+        x, y = _to_device(batch, device, cfg.model.channels_last, run.pre)
+        logits, loss, finite, (t1, t2) = _forward_backward(run, x, y, shape, boundary, timed)
+
+        # Non-finite loss: skip the step; stop after --nan-patience in a row.
+        if not finite:
+            bad_losses += 1
+            run.optimizer.zero_grad(set_to_none=True)
+            log.warning(f"non-finite loss at epoch {epoch} iteration {it} (lr {lr:.2e}); step skipped "
+                        f"({bad_losses}/{cfg.run.nan_patience})")
+            if bad_losses >= cfg.run.nan_patience:
+                raise VidnetError(f"loss was not finite {bad_losses} times in a row (last at epoch {epoch}, "
+                                  f"iteration {it}, lr {lr:.3g}): lower --lr-base, add --clip-grad or "
+                                  "use --precision bf16/fp32")
+            t_read = time.perf_counter()
+            continue
+        bad_losses = 0
+        if boundary:
+            _optimizer_step(run)
+
+        # Metrics (numbers only; the sinks format them).
+        n = y.shape[0]
+        c1, c5 = _correct(logits.detach(), y)
+        sums += (float(loss.detach()) * n, c1, c5, n)
+        record = {"epoch": epoch, "iteration": it, "iterations": iterations, "steps": run.step,
+                  "loss": float(loss.detach()), "top1": c1 / n, "top5": c5 / n, "lr": lr, "batch": n,
+                  "frames": x.shape[2], "height": x.shape[3], "width": x.shape[4], "last": it + 1 == iterations}
+        if timed:
+            record.update(read=n / max(read_s, 1e-9), forward=n / max(t1 - t0, 1e-9),
+                          backward=n / max(t2 - t1, 1e-9))
+        run.sinks.step(record)
+
+        # Early stops happen only at optimizer-step boundaries, so the saved state is consistent.
+        if boundary:
+            flags = [float(stop["interrupted"]), float(cfg.run.max_steps is not None and run.step >= cfg.run.max_steps)]
+            if dist.distributed:
+                flags = distributed.all_reduce_sum(flags, device)
+            if any(flags):
+                stopped = "interrupted" if flags[0] else "max_steps"
+                if it + 1 == iterations:  # the epoch is complete: validate and save it as usual
+                    break
+                _Saver(run).resumable(epoch, it + 1, sums=sums)
+                return None, stopped
+        t_read = time.perf_counter()
+
+    if it < first:
+        need = run.plan.shape(epoch, 0).batch
+        raise UsageError(f"epoch {epoch} has no full batch: {len(run.train_set)} clips over {dist.world_size} "
+                         f"process(es), and its first batch takes {need} per process (--batch-size "
+                         f"{cfg.schedule.batch_size}" + (", times the multigrid factor)" if run.multigrid else ")"))
+    loss_sum, c1, c5, n = distributed.all_reduce_sum(sums.tolist(), device)
+    elapsed = time.perf_counter() - epoch_t0
+    run.sinks.epoch("train", {"epoch": epoch, "loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "lr": lr,
+                              "clips_per_s": n / elapsed, "time": elapsed})
+    return sums, stopped
+
+
+def _forward_backward(run: _Run, x: torch.Tensor, y: torch.Tensor, shape: Any, boundary: bool,
+                      timed: bool) -> tuple[torch.Tensor, torch.Tensor, bool, tuple[float, float]]:
+    """Forward (with the teacher's soft targets when distilling) and backward of one batch under autocast;
+    gradients are all-reduced only at accumulation boundaries. Returns logits, loss, whether the loss was
+    finite on every process, and the times after the forward and after the backward."""
+    cfg, device = run.cfg, run.device
+    sync_ctx = run.net.no_sync() if run.dist.distributed and not boundary else contextlib.nullcontext()
+    with sync_ctx, _oom_message(shape):
+        with run.autocast():
+            logits = run.net(x)
+            if run.teacher is None:
+                loss = run.criterion(logits.float(), y)
+            else:
+                soft = run.teacher(x)  # no graph: the teacher runs under no_grad
+                loss = distillation_loss(logits.float(), soft.float(), y, cfg.distill.distill_alpha,
+                                         cfg.distill.distill_temperature, label_smoothing=cfg.optim.label_smoothing)
+        if timed:
+            _synchronize(device)
+        t1 = time.perf_counter()
+        finite = bool(torch.isfinite(loss))
+        if run.dist.distributed:  # every rank must skip the same steps or DDP deadlocks
+            finite = distributed.all_reduce_sum([float(not finite)], device)[0] == 0
+        if finite:
+            run.scaler.scale(loss / cfg.optim.accumulate).backward()
+        if timed:
+            _synchronize(device)
+        t2 = time.perf_counter()
+    return logits, loss, finite, (t1, t2)
+
+
+def _optimizer_step(run: _Run) -> None:
+    """Clip, step, update the scaler and the EMA, count the step (end of an accumulation window)."""
+    if run.cfg.optim.clip_grad:
+        run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.clip_grad)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+
+
+# -- phase 3: validation and saving --------------------------------------------------------------------------
+
+
+def _validate(run: _Run, epoch: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    if hasattr(run.val_set, "set_epoch"):
+        run.val_set.set_epoch(0)  # validation clips are the same every epoch
+    metrics = evaluate(run.ema.module if run.ema is not None else run.net, run.val_loader, device=run.device,
+                       autocast=run.autocast, channels_last=run.cfg.model.channels_last, pre=run.pre)
+    metrics.update(epoch=epoch, lr=run.lr, time=time.perf_counter() - t0)
+    metrics["clips_per_s"] = metrics["n"] / max(metrics["time"], 1e-9)
+    run.sinks.epoch("val", metrics)
+    return metrics
+
+
+class _Saver:
+    """Writes the run's checkpoints (rank 0 only): resumable ``ep-*.pth`` files, of which the ``--keep-last``
+    most recent stay, and ``best.pth``, the validated weights without the optimizer."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.folder = run.run_dir / ckpt_io.CHECKPOINT_DIR
+
+    def _common(self, weights: nn.Module) -> dict[str, Any]:
+        run = self.run
+        return {"model": ckpt_io.unwrap(weights).state_dict(), "network": run.cfg.model.network,
+                "labels": dict(run.labels), "preprocessing": run.pre.to_record(), "config": run.cfg.to_dict(),
+                **({"architecture": run.architecture} if run.architecture is not None else {})}
+
+    def resumable(self, epoch: int, iteration: int, *, sums: Any = None) -> None:
+        run = self.run
+        if not run.dist.is_main:
             return
-        state = {
-            "model": ckpt_io.unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "ema": ema.state_dict() if ema is not None else None,
-            "epoch": epoch, "iteration": iteration, "step": step, "best_top1": best_top1,
-            "rng": ckpt_io.rng_state(), "config": cfg.to_dict(), "network": cfg.model.network,
-            "labels": labels, "preprocessing": _preprocessing(cfg),
-            **({"architecture": architecture} if architecture is not None else {}),
-            "epoch_sums": None if sums is None else list(sums),  # a resumed epoch's metrics cover all of it
-        }
-        path = ckpt_io.save_checkpoint(ckpt_dir / (name or ckpt_io.checkpoint_name(epoch, iteration)), state)
+        state = {**self._common(run.model), "optimizer": run.optimizer.state_dict(),
+                 "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
+                 "ema": run.ema.state_dict() if run.ema is not None else None,
+                 "epoch": epoch, "iteration": iteration, "step": run.step, "best_top1": run.best_top1,
+                 "rng": ckpt_io.rng_state(),
+                 # a resumed epoch's metrics cover all of it
+                 "epoch_sums": None if sums is None else [float(v) for v in sums]}
+        path = ckpt_io.save_training(self.folder / ckpt_io.checkpoint_name(epoch, iteration), state)
+        log.info(f"saved {path}")
+        for old in ckpt_io.prune_checkpoints(self.folder, run.cfg.run.keep_last):
+            log.debug(f"removed {old} (--keep-last {run.cfg.run.keep_last})")
+
+    def best(self, epoch: int) -> None:
+        run = self.run
+        if not run.dist.is_main:
+            return
+        validated = run.ema.module if run.ema is not None else run.model
+        common = self._common(validated)
+        path = ckpt_io.save_model(self.folder / ckpt_io.BEST_NAME, epoch=epoch, step=run.step,
+                                  best_top1=run.best_top1, **common)
         log.info(f"saved {path}")
 
-    # Ctrl-C sets a flag that the loop sees between optimizer steps: the checkpoint is then consistent.
-    stop = {"interrupted": False}
-    previous_handler = _install_sigint(stop)
-    result = TrainResult(run_dir=run_dir, epochs=start_epoch, steps=step, best_top1=best_top1)
-    accumulate = cfg.optim.accumulate
-    bad_losses = 0
-    failed = False
-    try:
-        for epoch in range(start_epoch, plan.end_epoch):
-            first = start_iter if epoch == start_epoch else 0
-            batches.set_epoch(epoch, first)
-            if hasattr(train_set, "set_epoch"):
-                train_set.set_epoch(epoch)
-            iterations = len(batches)
-            net.train()
-            sums = np.zeros(4)  # loss * n, correct top1, correct top5, n
-            if first and resumed_sums is not None:
-                sums += resumed_sums
-            epoch_t0 = time.perf_counter()
-            lr = 0.0
-            t_read = time.perf_counter()
-            it = first - 1
-            for it, batch in enumerate(loader, start=first):
-                read_s = time.perf_counter() - t_read
-                shape = plan.shape(epoch, it)
-                lr = lr_fn(epoch + it / max(iterations, 1)) * shape.lr_scale
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group.get("lr_mult", 1.0)
-                timed = dist.is_main and it % cfg.run.log_interval == 0  # synchronise only on logged steps
 
-                # Forward: host-to-device copy, normalisation and loss under one autocast context.
-                t0 = time.perf_counter()
-                x, y = _to_device(batch, device, cfg.model.channels_last)
-                boundary = (it + 1) % accumulate == 0 or it + 1 == iterations
-                sync_ctx = net.no_sync() if dist.distributed and not boundary else contextlib.nullcontext()
-                with sync_ctx, _oom_message(shape):
-                    with autocast():
-                        logits = net(x)
-                        if teacher is None:
-                            loss = criterion(logits.float(), y)
-                        else:
-                            soft = teacher(x)  # no graph: the teacher runs under no_grad
-                            loss = distillation_loss(logits.float(), soft.float(), y, cfg.distill.distill_alpha,
-                                                     cfg.distill.distill_temperature,
-                                                     label_smoothing=cfg.optim.label_smoothing)
-                    if timed:
-                        _synchronize(device)
-                    t1 = time.perf_counter()
-                    finite = bool(torch.isfinite(loss))
-                    if dist.distributed:  # every rank must skip the same steps or DDP deadlocks
-                        finite = distributed.all_reduce_sum([float(not finite)], device)[0] == 0
-                    if finite:
-                        scaler.scale(loss / accumulate).backward()
-                    if timed:
-                        _synchronize(device)
-                    t2 = time.perf_counter()
-
-                # Non-finite loss: skip the step; stop after --nan-patience in a row.
-                if not finite:
-                    bad_losses += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    log.warning(f"non-finite loss at epoch {epoch} iteration {it} (lr {lr:.2e}); step skipped "
-                                f"({bad_losses}/{cfg.run.nan_patience})")
-                    if bad_losses >= cfg.run.nan_patience:
-                        raise VidnetError(f"loss was not finite {bad_losses} times in a row (last at epoch {epoch}, "
-                                          f"iteration {it}, lr {lr:.3g}): lower --lr-base, add --clip-grad or "
-                                          "use --precision bf16/fp32")
-                    t_read = time.perf_counter()
-                    continue
-                bad_losses = 0
-
-                # Optimizer step at the end of each accumulation window.
-                if boundary:
-                    if cfg.optim.clip_grad:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    if ema is not None:
-                        ema.update_parameters(model)
-
-                # Metrics (numbers only; the sinks format them).
-                n = y.shape[0]
-                c1, c5 = _correct(logits.detach(), y)
-                sums += (float(loss.detach()) * n, c1, c5, n)
-                record = {"epoch": epoch, "iteration": it, "iterations": iterations, "steps": step,
-                          "loss": float(loss.detach()), "top1": c1 / n, "top5": c5 / n, "lr": lr, "batch": n,
-                          "frames": x.shape[2], "height": x.shape[3], "width": x.shape[4],
-                          "last": it + 1 == iterations}
-                if timed:
-                    record.update(read=n / max(read_s, 1e-9), forward=n / max(t1 - t0, 1e-9),
-                                  backward=n / max(t2 - t1, 1e-9))
-                sinks.step(record)
-
-                # Early stops happen only at optimizer-step boundaries, so the saved state is consistent.
-                if boundary:
-                    flags = [float(stop["interrupted"]), float(cfg.run.max_steps is not None
-                                                               and step >= cfg.run.max_steps)]
-                    if dist.distributed:
-                        flags = distributed.all_reduce_sum(flags, device)
-                    if any(flags):
-                        result.stopped = "interrupted" if flags[0] else "max_steps"
-                        if it + 1 == iterations:  # the epoch is complete: validate and save it as usual
-                            break
-                        save(epoch, it + 1, sums=sums)
-                        result.epochs, result.steps = epoch, step
-                        return result
-                t_read = time.perf_counter()
-
-            # End of epoch: train summary, validation, checkpoints.
-            if it < first:
-                need = plan.shape(epoch, 0).batch
-                raise UsageError(f"epoch {epoch} has no full batch: {len(train_set)} clips over {dist.world_size} "
-                                 f"process(es), and its first batch takes {need} per process (--batch-size "
-                                 f"{cfg.schedule.batch_size}" + (", times the multigrid factor)" if multigrid else ")"))
-            loss_sum, c1, c5, n = distributed.all_reduce_sum(sums.tolist(), device)
-            elapsed = time.perf_counter() - epoch_t0
-            sinks.epoch("train", {"epoch": epoch, "loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "lr": lr,
-                                  "clips_per_s": n / elapsed, "time": elapsed})
-            last = epoch + 1 == plan.end_epoch or result.stopped is not None
-            if val_loader is not None and ((epoch + 1) % cfg.run.val_frequency == 0 or last):
-                t0 = time.perf_counter()
-                if hasattr(val_set, "set_epoch"):
-                    val_set.set_epoch(0)  # validation clips are the same every epoch
-                metrics = evaluate(ema.module if ema is not None else net, val_loader, device=device,
-                                   autocast=autocast, channels_last=cfg.model.channels_last)
-                metrics.update(epoch=epoch, lr=lr, time=time.perf_counter() - t0)
-                metrics["clips_per_s"] = metrics["n"] / max(metrics["time"], 1e-9)
-                sinks.epoch("val", metrics)
-                result.val = {k: metrics[k] for k in ("loss", "top1", "top5")}
-                if metrics["top1"] > best_top1:
-                    best_top1 = metrics["top1"]
-                    save(epoch + 1, 0, name="best.pth")
-            if (epoch + 1) % cfg.run.save_frequency == 0 or last:
-                save(epoch + 1, 0)
-            result.epochs, result.steps, result.best_top1 = epoch + 1, step, best_top1
-            if result.stopped:
-                return result
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        signal.signal(signal.SIGINT, previous_handler) if previous_handler is not None else None
-        sinks.close()
-        result.wall_s = time.perf_counter() - t_start
-        # On a normal end every process waits for the others (rank 0 may still be writing a checkpoint) before
-        # the group is torn down: gloo aborts a process whose peer closes the connection under it. After an
-        # error the others may never arrive, so no wait then.
-        distributed.cleanup(wait=not failed)
-    return result
+# -- helpers -------------------------------------------------------------------------------------------------
 
 
 @torch.no_grad()
 def evaluate(
-    net: nn.Module, loader: DataLoader, *, device: torch.device, autocast: Any = None, channels_last: bool = False
+    net: nn.Module, loader: DataLoader, *, device: torch.device, autocast: Any = None, channels_last: bool = False,
+    pre: Preprocessing | None = None,
 ) -> dict[str, float]:
     """Loss, top-1 and top-5 (fractions) of ``net`` over ``loader``, summed over every process.
 
-    Every clip counts once (the mean over clips, not the original's mean of running means).
+    Every clip counts once (the mean over clips, not the original's mean of running means). Clips are
+    normalised with ``pre``'s mean/std (Kinetics' when None).
     """
     was_training = net.training
     net.eval()
     sums = np.zeros(4)
     for batch in loader:
-        x, y = _to_device(batch, device, channels_last)
+        x, y = _to_device(batch, device, channels_last, pre)
         with autocast() if autocast is not None else contextlib.nullcontext():
             logits = net(x)
         logits = logits.float()
@@ -463,7 +639,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, *, num_classes: int) -> 
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
-def _datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
+def _datasets(cfg: TrainConfig, pre: Preprocessing) -> tuple[Dataset, Dataset | None]:
     from vidnet.data.dataset import VideoClipDataset
     from vidnet.data.sampling import CentreClip, RandomClip, parse_interval
 
@@ -476,39 +652,12 @@ def _datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
         sampler = SpanKeepingClip(sampler, base_frames=d.clip_length)
     common = dict(num_frames=d.clip_length, size=d.clip_size, seed=cfg.run.random_seed, bad_data=d.bad_data,
                   max_bad_fraction=d.max_bad_fraction)
-    train_set = VideoClipDataset(d.dataset, d.split, sampler=sampler, **common)
+    train_set = VideoClipDataset(d.dataset, d.split, sampler=sampler, transform=pre.train_transform(), **common)
     val_set = None
     if d.val_split:
         val_set = VideoClipDataset(d.dataset, d.val_split, sampler=CentreClip(interval=d.val_frame_interval),
-                                   **common)
-    if d.augment:
-        train_set.transform, val = augment_transforms(d.augment, d.clip_size, flip=train_set.hflip)
-        if val_set is not None:
-            val_set.transform = val
+                                   transform=pre.eval_transform(), **common)
     return train_set, val_set
-
-
-def augment_transforms(augment: str, size: tuple[int, int], *, flip: bool) -> tuple[Any, Any]:
-    """Training and validation transforms of ``--augment`` at ``size``.
-
-    Public because evaluation must rebuild exactly the validation transform a run was trained with.
-
-    ``light``: a random-resized crop of 60-100 % of the frame (aspect 1-1.6), flips where the dataset allows,
-    no photometric changes; validation resizes the whole frame. For small or synthetic datasets whose action
-    can sit anywhere in the frame (the quickstart's). Any other name is a dataset preset of
-    `vidnet.data.transforms`, its validation crop scaled to this run's size.
-    """
-    from vidnet.data.transforms import ClipAugment, ClipEval, EvalConfig, TrainAugmentConfig, eval_preset, train_preset
-
-    if augment == "light":
-        train = TrainAugmentConfig(size=size, resize_short=None, crop="random_resized", scale=(0.6, 1.0),
-                                   ratio=(1.0, 1.6), flip=flip, photometric=None)
-        return ClipAugment(train), ClipEval(EvalConfig(crop_size=size[0], resize_short=None, resize=size,
-                                                       crop="none"))
-    train = ClipAugment(train_preset(augment, size=size, **({} if flip else {"flip": False})))
-    preset = eval_preset(augment)
-    short = None if preset.resize_short is None else round(preset.resize_short * size[0] / preset.crop_size)
-    return train, ClipEval(eval_preset(augment, crop_size=size[0], resize_short=short))
 
 
 def _write_config(cfg: TrainConfig, run_dir: Path) -> None:
@@ -521,12 +670,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _preprocessing(cfg: TrainConfig) -> dict[str, Any]:
-    return {"clip_length": cfg.data.clip_length, "clip_size": list(cfg.data.clip_size),
-            "train_frame_interval": cfg.data.train_frame_interval, "val_frame_interval": cfg.data.val_frame_interval,
-            "mean": list(MEAN), "std": list(STD), "input": "RGB, [0, 1] then (x - mean) / std, [B, C, T, H, W]"}
 
 
 def _resume_path(cfg: TrainConfig, ckpt_dir: Path) -> Path | None:
@@ -572,75 +715,6 @@ def _pruned_architecture(model: nn.Module, cfg: TrainConfig, num_classes: int, *
     return spec if spec != channel_spec(reference) else None
 
 
-class _Teacher:
-    """A frozen teacher in eval mode; resizes and renormalises the student's clips to what it was trained on.
-
-    A teacher whose checkpoint records its clip shape (``preprocessing``) sees every batch resized
-    (trilinear, in time and space) to that shape: a model trained at one shape is most accurate there, and
-    networks with fixed-size classifiers (C3D) accept no other. Mean/std differing from the student's are
-    undone and reapplied.
-    """
-
-    def __init__(self, model: nn.Module, shape: tuple[int, int, int] | None, renorm: tuple[Any, Any] | None) -> None:
-        self.model, self.shape, self.renorm = model, shape, renorm
-
-    def describe(self) -> str:
-        name = type(self.model).__name__
-        return name + (f", clips resized to {'x'.join(map(str, self.shape))}" if self.shape else "")
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.renorm is not None:
-            scale, shift = self.renorm
-            x = x * scale.to(x.device, x.dtype) + shift.to(x.device, x.dtype)
-        if self.shape is not None and tuple(x.shape[2:]) != self.shape:
-            x = F.interpolate(x, size=self.shape, mode="trilinear", align_corners=False)
-        return self.model(x)
-
-
-def _load_teacher(cfg: TrainConfig, labels: dict[str, int], num_classes: int, device: torch.device) -> _Teacher:
-    """Load ``--teacher``, check that it predicts the student's classes in the same order, freeze it."""
-    from vidnet.network.finetune import find_head
-    from vidnet.network.loading import load_model_with_meta
-
-    path = Path(cfg.distill.teacher)
-    if not path.is_file():
-        raise UsageError(f"--teacher {path}: checkpoint not found")
-    try:
-        with torch.random.fork_rng(devices=[]):  # the teacher's throw-away initialisation must not move the RNG
-            teacher, name, meta = load_model_with_meta(path, network=cfg.distill.teacher_network)
-    except UsageError as err:
-        raise UsageError(f"--teacher: {err}") from None
-    t_labels = meta.get("labels")
-    if t_labels and labels and dict(t_labels) != labels:
-        diff = sorted(set(t_labels.items()) ^ set(labels.items()))[:3]
-        raise UsageError(f"--teacher {path}: its label map ({len(t_labels)} classes) differs from "
-                         f"{cfg.data.dataset}'s ({len(labels)} classes), e.g. {diff}")
-    try:
-        t_classes = find_head(teacher)[1].out_features
-    except UsageError:
-        t_classes = None
-    if t_classes is not None and t_classes != num_classes:
-        raise UsageError(f"--teacher {path}: {name} predicts {t_classes} classes, the dataset has {num_classes}")
-    if not t_labels:
-        log.warning(f"--teacher {path} records no label map: its class order is assumed to be the dataset's")
-    teacher.eval().requires_grad_(False).to(device)
-    pre = meta.get("preprocessing") or {}
-    shape = None
-    if pre.get("clip_length") and pre.get("clip_size"):
-        shape = (int(pre["clip_length"]), *(int(v) for v in pre["clip_size"]))
-        if shape == (cfg.data.clip_length, *cfg.data.clip_size) and not (cfg.schedule.long_cycles
-                                                                        or cfg.schedule.short_cycles):
-            shape = None  # same clips as the student's: nothing to resize
-    renorm = None
-    if pre.get("mean") and pre.get("std") and (tuple(pre["mean"]), tuple(pre["std"])) != (MEAN, STD):
-        # student input x = (p - m) / s; the teacher wants (p - tm) / ts = x * s / ts + (m - tm) / ts
-        m, s_, tm, ts = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1, 1)
-                         for v in (MEAN, STD, pre["mean"], pre["std"]))
-        renorm = (s_ / ts, (m - tm) / ts)
-    return _Teacher(teacher, shape, renorm)
-
-
 def _make_ema(model: nn.Module, decay: float | None) -> Any:
     if decay is None:
         return None
@@ -666,24 +740,14 @@ def _channels_last_3d(model: nn.Module) -> None:
             p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
 
 
-def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool,
+               pre: Preprocessing | None) -> tuple[torch.Tensor, torch.Tensor]:
     clips = batch["clip"].to(device, non_blocking=True)
     labels = torch.as_tensor(batch["label"]).to(device, non_blocking=True)
-    x = _normalize(clips)
+    x = normalize(clips, *((pre.mean, pre.std) if pre is not None else (KINETICS_MEAN, KINETICS_STD)))
     if channels_last and x.dim() == 5:
         x = x.contiguous(memory_format=torch.channels_last_3d)
     return x, labels
-
-
-def _normalize(clips: torch.Tensor) -> torch.Tensor:
-    try:
-        from vidnet.data.dataset import normalize
-    except ImportError:  # the dataset module is not there yet: same arithmetic
-        scale = 255.0 if clips.dtype == torch.uint8 else 1.0
-        m = torch.tensor(MEAN, device=clips.device).mul_(scale).view(3, 1, 1, 1)
-        s = torch.tensor(STD, device=clips.device).mul_(scale).view(3, 1, 1, 1)
-        return clips.float().sub_(m).div_(s)
-    return normalize(clips, MEAN, STD)
 
 
 def _correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
