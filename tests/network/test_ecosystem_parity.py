@@ -98,3 +98,56 @@ def test_own_layout_passes_the_remap_unchanged():
             model = create_model(name, num_classes=3)
         sd = model.state_dict()
         assert model.remap_original_state_dict(dict(sd)).keys() == sd.keys(), name
+
+
+WRAPPERS = {
+    # PySlowFast and PyTorchVideo hub files: {"model_state": ..., "optimizer_state": ..., "cfg": ...}
+    "x3d_xs.pyslowfast": lambda sd: {"epoch": 300, "model_state": sd, "cfg": "MODEL:\n  ARCH: x3d\n"},
+    "x3d_m.pytorchvideo": lambda sd: {"model_state": sd},
+    # MMAction2: {"meta": ..., "state_dict": {"backbone.*", "cls_head.*"}}
+    "slowfast_r50_4x16.mmaction2": lambda sd: {"meta": {"epoch": 256}, "state_dict": sd},
+    # torchvision: the bare state dict
+    "mvit_v2_s.torchvision": lambda sd: sd,
+}
+
+
+@pytest.mark.parametrize("fixture", sorted(WRAPPERS))
+def test_checkpoint_file_of_each_ecosystem_loads_through_the_door(fixture, tmp_path):
+    """The files as each ecosystem saves them (wrapper included) load completely from disk."""
+    fx = _load(FIXTURES / f"{fixture}.json.gz")
+    path = tmp_path / "weights.pth"
+    torch.save(WRAPPERS[fixture](parity_state_dict(fx)), path)
+    with torch.device("meta"):
+        model = create_model(fx["name"], num_classes=fx["num_classes"], **fx.get("options", {}))
+    model = model.to_empty(device="cpu").eval()
+    report = load_weights(model, path)
+    assert report.complete and report.remapped, report.summary()
+    with torch.no_grad():
+        logits = model(_inputs(fx))
+    diff = (logits - torch.tensor(fx["logits"])).abs().max().item()
+    assert diff <= 1e-4 * max(1.0, fx["logits_absmax"])
+
+
+@pytest.mark.slow
+def test_cli_fine_tunes_x3d_from_a_pyslowfast_checkpoint(tiny_dataset, tmp_path):
+    """``vidnet train --pretrained-3d FILE --network x3d_xs``: the Kinetics weights fill the trunk, the head is new."""
+    from typer.testing import CliRunner
+
+    from vidnet.checkpoint import load_training
+    from vidnet.cli import app
+
+    fx = _load(FIXTURES / "x3d_xs.pyslowfast.json.gz")
+    path = tmp_path / "x3d_xs.pyth"
+    torch.save({"model_state": parity_state_dict(fx)}, path)
+    reference = create_model("x3d_xs", num_classes=fx["num_classes"])
+    load_weights(reference, path)
+    r = CliRunner().invoke(app, ["train", "-n", "x3d_xs", "--dataset", str(tiny_dataset), "--model-dir",
+                                 str(tmp_path / "runs"), "--pretrained-3d", str(path), "--clip-length", "4",
+                                 "--clip-size", "32", "--batch-size", "2", "--workers", "0", "--no-tensorboard",
+                                 "--max-steps", "1", "--lr-base", "1e-30", "--optimizer", "sgd",
+                                 "--weight-decay", "0", "--train-frame-interval", "1", "--val-frame-interval", "1"])
+    assert r.exit_code == 0, r.output
+    trained = load_training(next((tmp_path / "runs").rglob("ep-*.pth")))["model"]
+    for key in ("stem.conv_xy.weight", "layer3.4.se.fc1.weight", "lin5.weight"):
+        torch.testing.assert_close(trained[key], reference.state_dict()[key], rtol=0, atol=1e-6, msg=key)
+    assert trained["fc.weight"].shape[0] != fx["num_classes"]  # the tiny dataset's classes: a new head
