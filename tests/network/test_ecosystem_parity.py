@@ -151,3 +151,29 @@ def test_cli_fine_tunes_x3d_from_a_pyslowfast_checkpoint(tiny_dataset, tmp_path)
     for key in ("stem.conv_xy.weight", "layer3.4.se.fc1.weight", "lin5.weight"):
         torch.testing.assert_close(trained[key], reference.state_dict()[key], rtol=0, atol=1e-6, msg=key)
     assert trained["fc.weight"].shape[0] != fx["num_classes"]  # the tiny dataset's classes: a new head
+
+
+@pytest.mark.slow
+def test_cli_predict_with_an_mmaction2_checkpoint_network_and_labels(tiny_dataset, tmp_path):
+    """``vidnet predict CLIP -c FILE --network NAME --labels labels.json`` on a file saved by MMAction2."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vidnet.cli import app
+    from vidnet.eval.multiview import load_eval_model
+
+    fx = _load(FIXTURES / "x3d_m.mmaction2.json.gz")
+    path = tmp_path / "x3d_m_mmaction2.pth"
+    torch.save({"meta": {"epoch": 300}, "state_dict": parity_state_dict(fx)}, path)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({f"class_{i}": i for i in range(fx["num_classes"])}))
+    em = load_eval_model(path, network="x3d_m", labels=labels, clip_length=4, clip_size=64, interval=1)
+    with torch.no_grad():
+        logits = em.model.eval()(_inputs(fx))
+    assert (logits - torch.tensor(fx["logits"])).abs().max().item() <= 1e-4 * max(1.0, fx["logits_absmax"])
+    store = tiny_dataset / "move_right" / "move_right_002"
+    r = CliRunner().invoke(app, ["predict", str(store), "-c", str(path), "--network", "x3d_m", "--labels", str(labels),
+                                 "--clips", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert {t["label"] for t in json.loads(r.output)["top"]} <= {f"class_{i}" for i in range(fx["num_classes"])}
