@@ -270,7 +270,7 @@ def test_unknown_depth_and_conv_are_rejected():
     with pytest.raises(ValueError, match="model_depth"):
         video_resnet(model_depth=42)
     with pytest.raises(ValueError, match="conv family"):
-        video_resnet(conv="mc3")
+        video_resnet(conv="r4d")
 
 
 def test_aliases_reach_the_same_model():

@@ -66,7 +66,9 @@ def profile_command(
     MACs are multiply-accumulates (FLOPs = 2 x MACs). Latency is the median over --repeats after --warmup
     runs, ± half the interquartile range. Memory is per clip: CUDA max_memory_allocated, or on CPU the
     sampled rise of the resident set size (an estimate). "pub" columns quote the Efficient-3DCNNs table
-    (anchors.md §2c, 600 classes, thop MFLOPs) next to our count at 600 classes.
+    (anchors.md §2c, 600 classes, thop MFLOPs) next to our count at 600 classes. For X3D, SlowFast and MViTv2 a
+    second table puts their published Kinetics-400 GFLOPs per view, parameters and top-1 beside our count at
+    the same view.
     """
     from vidnet._parse import parse_clip
     from vidnet.network.profile import profile_model
@@ -108,7 +110,21 @@ def profile_command(
             f"{r.published_mflops:g}" if r.published_mflops else "-",
             f"{r.published_params / 1e6:.2f} ({r.params_600 / 1e6:.2f})" if r.published_params else "-",
         )
-    Console(width=200).print(table)
+    console = Console(width=200)
+    console.print(table)
+    papers = [r for r in results if r.paper is not None]
+    if papers:
+        pub = Table(title="published Kinetics-400 figures beside ours (zoo GFLOPs count a multiply-add as one FLOP; "
+                          "ours: 400 classes, one view)")
+        for col in ("network", "view", "pub GFLOPs x views", "our GMACs/view", "pub params (M)", "our params (M)",
+                    "pub top-1", "source"):
+            pub.add_column(col, justify="left" if col in ("network", "source") else "right")
+        for r in papers:
+            p = r.paper
+            pub.add_row(r.network, "x".join(map(str, p.clip)), f"{p.gflops:g} x {p.views}",
+                        f"{r.macs_paper_clip / 1e9:.2f}", f"{p.params / 1e6:.2f}", f"{r.params_400 / 1e6:.3f}",
+                        f"{p.top1:g}", p.source)
+        console.print(pub)
 
 
 def _floats(text: str, flag: str) -> list[float]:

@@ -26,6 +26,8 @@ from vidnet.network.cost import count_macs, count_parameters, model_cost
 
 __all__ = [
     "PUBLISHED",
+    "PUBLISHED_K400",
+    "PaperFigures",
     "ProfileResult",
     "Timing",
     "count_params",
@@ -59,6 +61,48 @@ PUBLISHED: dict[str, tuple[float, float]] = {
     "squeezenet1_1_3d": (926, 2.15e6),
 }
 PUBLISHED_NUM_CLASSES = 600
+
+
+@dataclass(frozen=True)
+class PaperFigures:
+    """Published Kinetics-400 figures of one model, as its model zoo prints them.
+
+    Attributes:
+        gflops: GFLOPs of one view as published. FAIR's zoos count a multiply-add as one FLOP (fvcore), so this
+            compares with our GMACs at ``clip``; their count also includes some elementwise work (X3D's SE and
+            swish), ours only convolutions and matrix products.
+        views: test views, temporal clips x spatial crops (e.g. ``10x3``).
+        params: parameters as published.
+        top1: Kinetics-400 top-1 accuracy (%).
+        clip: frames, height, width of one test view.
+        source: where the figures are printed.
+    """
+
+    gflops: float
+    views: str
+    params: float
+    top1: float
+    clip: tuple[int, int, int]
+    source: str
+
+
+_PTV_ZOO = "PyTorchVideo model zoo (docs/source/model_zoo.md)"
+PUBLISHED_K400: dict[str, PaperFigures] = {
+    "x3d_xs": PaperFigures(0.91, "10x3", 3.79e6, 69.12, (4, 182, 182), _PTV_ZOO),
+    "x3d_s": PaperFigures(2.96, "10x3", 3.79e6, 73.33, (13, 182, 182), _PTV_ZOO),
+    "x3d_m": PaperFigures(6.72, "10x3", 3.79e6, 75.94, (16, 256, 256), _PTV_ZOO),
+    "x3d_l": PaperFigures(26.64, "10x3", 6.15e6, 77.44, (16, 356, 356), _PTV_ZOO),
+    "slowfast_r50_4x16": PaperFigures(36.69, "10x3", 34.48e6, 75.34, (32, 256, 256), _PTV_ZOO),
+    "slowfast_r50_8x8": PaperFigures(65.71, "10x3", 34.57e6, 76.94, (32, 256, 256), _PTV_ZOO),
+    "slowfast_r101_8x8": PaperFigures(127.20, "10x3", 62.83e6, 77.90, (32, 256, 256), _PTV_ZOO),
+    "mvit_v2_s": PaperFigures(64.0, "5x1", 34.5e6, 81.0, (16, 224, 224),
+                              "PySlowFast projects/mvitv2/README.md (torchvision mvit_v2_s: 80.757 %)"),
+    # torchvision's "GFLOPS" are MACs at 16x112x112 (its r3d_18/r2plus1d_18 lack vidnet's stem max-pool, so only
+    # mc3_18, built as torchvision builds it, is listed).
+    "mc3_18": PaperFigures(43.343, "5x1", 11_695_440, 63.96, (16, 112, 112),
+                           "torchvision MC3_18_Weights.KINETICS400_V1"),
+}
+"""Published Kinetics-400 figures of the 2026 model line, keyed by vidnet name (tests check the parameters)."""
 
 
 def count_params(model: nn.Module) -> int:
@@ -261,6 +305,9 @@ class ProfileResult:
         published_params: the table's parameter count.
         macs_600: our MACs at 600 classes, comparable with ``published_mflops`` (None when not in the table).
         params_600: our parameters at 600 classes.
+        paper: published Kinetics-400 figures (:data:`PUBLISHED_K400`) when the model has them.
+        macs_paper_clip: our MACs at 400 classes for one view of ``paper.clip``, comparable with ``paper.gflops``.
+        params_400: our parameters at 400 classes, comparable with ``paper.params``.
     """
 
     network: str
@@ -280,6 +327,9 @@ class ProfileResult:
     published_params: float | None = None
     macs_600: int | None = None
     params_600: int | None = None
+    paper: PaperFigures | None = None
+    macs_paper_clip: int | None = None
+    params_400: int | None = None
 
     @property
     def gmacs(self) -> float:
@@ -344,6 +394,7 @@ def profile_model(
     dev = _resolve_device(device)
     shape = (batch, 3, *clip)
     published = macs_600 = params_600 = None
+    paper = macs_paper_clip = params_400 = None
     if isinstance(network, str):
         from vidnet.network import model_info
 
@@ -353,6 +404,9 @@ def profile_model(
         if name in PUBLISHED and not options:
             published = PUBLISHED[name]
             params_600, macs_600 = model_cost(name, num_classes=PUBLISHED_NUM_CLASSES, clip=(16, 112, 112))
+        if name in PUBLISHED_K400 and not options:
+            paper = PUBLISHED_K400[name]
+            params_400, macs_paper_clip = model_cost(name, num_classes=400, clip=paper.clip)
     else:
         model = network
         name = label or type(model).__name__
@@ -373,4 +427,5 @@ def profile_model(
         published_mflops=published[0] if published else None,
         published_params=published[1] if published else None,
         macs_600=macs_600, params_600=params_600,
+        paper=paper, macs_paper_clip=macs_paper_clip, params_400=params_400,
     )

@@ -39,6 +39,7 @@ from vidnet.network._registry import register_model
 from vidnet.network.layers.conv_makers import (
     Conv2Plus1D,
     Conv3DDepthwise,
+    Conv3DNoTemporal,
     Conv3DSimple,
     ConvMaker,
     IPConv3DDepthwise,
@@ -61,13 +62,14 @@ DEPTHS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
 }
 """Block type and blocks per stage for each depth."""
 
-CONV_MAKERS: dict[str, tuple[ConvMaker, type[nn.Module]]] = {
+CONV_MAKERS: dict[str, tuple[ConvMaker | tuple[ConvMaker, ...], type[nn.Module]]] = {
     "r3d": (Conv3DSimple, BasicStem),
+    "mc3": ((Conv3DSimple, Conv3DNoTemporal, Conv3DNoTemporal, Conv3DNoTemporal), BasicStem),
     "r2plus1d": (Conv2Plus1D, R2Plus1dStem),
     "ir_csn": (Conv3DDepthwise, BasicStem),
     "ip_csn": (IPConv3DDepthwise, BasicStem),
 }
-"""Conv maker and stem of each convolution family."""
+"""Conv maker (or one per stage) and stem of each convolution family."""
 
 
 class VideoResNet(nn.Module):
@@ -75,7 +77,9 @@ class VideoResNet(nn.Module):
 
     Args:
         block: residual block class (:class:`BasicBlock` or :class:`Bottleneck`).
-        conv_maker: spatio-temporal convolution maker used inside the blocks.
+        conv_maker: spatio-temporal convolution maker used inside the blocks, or one per stage (MC3: 3D in
+            the first stage, 1x3x3 in the others). A maker whose ``temporal_stride`` is False strides its stage
+            (and the stage's shortcut) over H and W only.
         stem: stem class (called with ``norm_layer=`` and ``act_layer=``).
         layers: blocks in each of the four stages.
         num_classes: classifier outputs.
@@ -100,7 +104,7 @@ class VideoResNet(nn.Module):
         self,
         *,
         block: type[BasicBlock] | type[Bottleneck],
-        conv_maker: ConvMaker,
+        conv_maker: ConvMaker | tuple[ConvMaker, ConvMaker, ConvMaker, ConvMaker],
         stem: Callable[..., nn.Module],
         layers: tuple[int, int, int, int] | list[int],
         num_classes: int = 400,
@@ -120,24 +124,28 @@ class VideoResNet(nn.Module):
             raise ValueError(f"layers must give four positive block counts, got {list(layers)}")
         self.stem = stem(norm_layer=norm_layer, act_layer=act_layer)
         self.pool = nn.MaxPool3d(3, stride=2, padding=1) if stem_pool else nn.Identity()
+        makers = tuple(conv_maker) if isinstance(conv_maker, (tuple, list)) else (conv_maker,) * 4
+        if len(makers) != 4:
+            raise ValueError(f"conv_maker must be one maker or four (one per stage), got {len(makers)}")
         block_kw = {
-            "conv_maker": conv_maker, "groups": groups, "width_per_group": width_per_group,
+            "groups": groups, "width_per_group": width_per_group,
             "grouped_conv": grouped_conv, "sr_layer": sr_layer, "sr_place": sr_place,
             "norm_layer": norm_layer, "act_layer": act_layer,
         }
         inplanes = 64
-        for i, (planes, count) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
+        for i, (planes, count, maker) in enumerate(zip((64, 128, 256, 512), layers, makers, strict=True)):
             stride = 1 if i == 0 else 2
+            ds_stride = stride if getattr(maker, "temporal_stride", True) else (1, stride, stride)
             stage = []
             for j in range(count):
                 downsample = None
                 if j == 0 and (stride != 1 or inplanes != planes * block.expansion):
                     downsample = nn.Sequential(
-                        nn.Conv3d(inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+                        nn.Conv3d(inplanes, planes * block.expansion, 1, stride=ds_stride, bias=False),
                         norm_layer(planes * block.expansion),
                     )
                 stage.append(block(inplanes, planes, stride=stride if j == 0 else 1, downsample=downsample,
-                                   **block_kw))
+                                   conv_maker=maker, **block_kw))
                 inplanes = planes * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
         self.avgpool = nn.AdaptiveAvgPool3d(1)
@@ -171,7 +179,8 @@ class VideoResNet(nn.Module):
         ``layerS.B.sar.lstm.*`` -> ``layerS.B.sr.lstm.*``. torchvision's ``Conv3DSimple`` is the convolution
         itself rather than a container of one, so its ``layerS.B.convN.0.weight`` becomes
         ``layerS.B.convN.0.0.weight`` (torchvision's ``r3d_18``/``r2plus1d_18`` equal ours with
-        ``stem_pool=False``). Keys that match neither pass unchanged, for :func:`~vidnet.network.weights.load_weights`
+        ``stem_pool=False``; its ``mc3_18`` equals our ``mc3_18``). torchvision's (2+1)D convolutions already sit
+        at our indices. Keys that match neither pass unchanged, for :func:`~vidnet.network.weights.load_weights`
         to report.
         """
         own = self.state_dict().keys()
@@ -201,7 +210,7 @@ def video_resnet(
 
     Args:
         num_classes: classifier outputs.
-        conv: convolution family, one of ``r3d``, ``r2plus1d``, ``ir_csn``, ``ip_csn``.
+        conv: convolution family, one of ``r3d``, ``mc3``, ``r2plus1d``, ``ir_csn``, ``ip_csn``.
         model_depth: 18, 34, 50, 101, 152 or 200.
         groups: ResNeXt cardinality.
         width_per_group: inner width per group at 64 planes.
@@ -259,6 +268,9 @@ def _variants() -> list[tuple[str, str, str, int, dict, tuple[str, ...]]]:
 
 
 def _register_all() -> None:
+    # MC3 exists publicly only in torchvision, whose trunk has no stem max-pool: mc3_18 follows it exactly.
+    register_model("mc3_18", family="mc3", paper=_PAPERS["r3d"], depth="18", conv="mc3", model_depth=18,
+                   stem_pool=False)(video_resnet)
     for name, family, paper, depth, settings, aliases in _variants():
         conv = family.removeprefix("wide_").removesuffix("xt")
         bound = {"conv": conv, "model_depth": depth, **settings}

@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
-__all__ = ["ConvMaker", "Conv3DSimple", "Conv2Plus1D", "Conv3DDepthwise", "IPConv3DDepthwise", "midplanes"]
+__all__ = ["ConvMaker", "Conv3DSimple", "Conv3DNoTemporal", "Conv2Plus1D", "Conv3DDepthwise", "IPConv3DDepthwise",
+           "midplanes"]
 
 ConvMaker = Callable[..., nn.Module]
 
@@ -47,6 +48,27 @@ class Conv3DSimple(nn.Sequential):
         act_layer: Callable[[], nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__(nn.Conv3d(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups, bias=False))
+
+
+class Conv3DNoTemporal(nn.Sequential):
+    """A 1x3x3 convolution with a spatial-only stride (the 2D stages of MC3, Tran et al. 2018); a stage built
+    from it also strides its projection shortcut over H and W only (``temporal_stride = False``)."""
+
+    temporal_stride = False
+
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        midplanes: int | None = None,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm3d,
+        act_layer: Callable[[], nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__(nn.Conv3d(in_planes, out_planes, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1),
+                                   groups=groups, bias=False))
 
 
 class Conv2Plus1D(nn.Sequential):
