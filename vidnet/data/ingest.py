@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import av
 import cv2
 import numpy as np
 import simplejpeg
@@ -54,12 +55,23 @@ from vidnet.data.store import (
     FrameStore,
     StoreMeta,
     StoreWriter,
+    encode_jpeg,
+    encode_jpeg_planes,
     is_complete_store,
     read_n_frames_file,
     remove_stale_temporaries,
     write_n_frames_file,
 )
-from vidnet.data.video import VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, iter_video_frames, probe_video
+from vidnet.data.video import (
+    VIDEO_EXTENSIONS,
+    VideoDecodeError,
+    VideoInfo,
+    Yuv420,
+    frame_to_rgb,
+    frame_to_yuv420,
+    iter_decoded_frames,
+    probe_video,
+)
 from vidnet.errors import StoreError, UsageError, VidnetError
 
 __all__ = ["ConvertOptions", "ConvertSummary", "Job", "JobResult", "discover", "convert_dataset", "convert_one"]
@@ -370,6 +382,26 @@ def resize_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=interp)
 
 
+def resize_yuv420(planes: Yuv420, size: tuple[int, int]) -> Yuv420:
+    """Resize 4:2:0 planes to ``(width, height)`` (chroma to the rounded-up half), as `resize_frame` does."""
+    half = ((size[0] + 1) // 2, (size[1] + 1) // 2)
+    return Yuv420(resize_frame(planes.y, size), resize_frame(planes.u, half), resize_frame(planes.v, half),
+                  planes.full_range)
+
+
+def encode_video_frame(frame: av.VideoFrame, size: tuple[int, int], quality: int) -> bytes:
+    """One decoded frame as JPEG bytes of ``(width, height)``.
+
+    A 4:2:0 frame (`frame_to_yuv420`) is resized plane by plane and its planes are encoded as they are: the
+    JPEG file is YCbCr 4:2:0 too, so no colour conversion is made. Any other frame goes decode -> RGB ->
+    resize -> encode (`frame_to_rgb`, `resize_frame`, `encode_jpeg`).
+    """
+    planes = frame_to_yuv420(frame)
+    if planes is None:
+        return encode_jpeg(resize_frame(frame_to_rgb(frame), size), quality)
+    return encode_jpeg_planes(*resize_yuv420(planes, size).to_jfif(), quality=quality)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -378,14 +410,15 @@ def _sha256(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _frames_of_video(job: Job, opts: ConvertOptions, info: VideoInfo, notes: list[str]) -> Iterator[np.ndarray]:
+def _frames_of_video(job: Job, opts: ConvertOptions, info: VideoInfo, notes: list[str],
+                     threads: int = 1) -> Iterator[av.VideoFrame]:
     n = 0
     try:
         cut = job.extra.get("cut") == "1" and job.time_start is not None
         span = (job.time_start, job.time_end) if cut else (None, None)
-        for rgb in iter_video_frames(job.source, fps=opts.fps, start=span[0], end=span[1]):
+        for frame in iter_decoded_frames(job.source, fps=opts.fps, threads=threads, start=span[0], end=span[1]):
             n += 1
-            yield rgb
+            yield frame
     except VideoDecodeError as err:
         if n == 0:
             raise
@@ -472,8 +505,9 @@ def _write_from_store(job: Job, opts: ConvertOptions, writer: StoreWriter, notes
         return store.meta.fps
 
 
-def convert_one(job: Job, dst: Path, opts: ConvertOptions) -> JobResult:
-    """Convert one video into ``dst/<label>/<video_id>/frames.db`` (runs in a worker process)."""
+def convert_one(job: Job, dst: Path, opts: ConvertOptions, threads: int = 1) -> JobResult:
+    """Convert one video into ``dst/<label>/<video_id>/frames.db`` (runs in a worker process); ``threads``:
+    decoder threads for a video file."""
     t0 = time.perf_counter()
     result = JobResult(job)
     folder = dst / job.rel_dir()
@@ -490,15 +524,20 @@ def convert_one(job: Job, dst: Path, opts: ConvertOptions) -> JobResult:
         notes: list[str] = []
         fps = 0.0
         with StoreWriter(folder, job.dir_name) as writer:
-            if job.kind in ("videos", "hdf5"):
-                if job.kind == "videos":
-                    info = probe_video(job.source)
-                    fps = opts.fps or info.fps
-                    frames = _frames_of_video(job, opts, info, notes)
-                else:
-                    frames = _frames_of_hdf5(job, notes)
+            if job.kind == "videos":
+                info = probe_video(job.source)
+                fps = opts.fps or info.fps
                 target = None
-                for rgb in frames:
+                last: tuple[av.VideoFrame | None, bytes] = (None, b"")
+                for frame in _frames_of_video(job, opts, info, notes, threads):
+                    if target is None:
+                        target = target_size(frame.width, frame.height, opts.short_side)
+                    if frame is not last[0]:  # a frame repeated by --fps is encoded once
+                        last = (frame, encode_video_frame(frame, target, opts.quality))
+                    writer.add(last[1], *target)
+            elif job.kind == "hdf5":
+                target = None
+                for rgb in _frames_of_hdf5(job, notes):
                     if target is None:
                         target = target_size(rgb.shape[1], rgb.shape[0], opts.short_side)
                     writer.add_rgb(resize_frame(rgb, target), opts.quality)
@@ -557,11 +596,29 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_job(args: tuple[Job, Path, ConvertOptions]) -> JobResult:
-    job, dst, opts = args
+def _run_job(args: tuple[Job, Path, ConvertOptions, int]) -> JobResult:
+    job, dst, opts, threads = args
     if opts.in_place:
         return _validate_in_place(job, opts)
-    return convert_one(job, dst, opts)
+    return convert_one(job, dst, opts, threads)
+
+
+def _dispatch(jobs: list[Job], workers: int) -> list[tuple[Job, int]]:
+    """The order in which to hand jobs to ``workers`` processes (cores), each with its decoder threads.
+
+    Largest source first, so that the run does not end on one long video; and since a pool starts jobs in
+    the order given, when job i starts about ``len(jobs) - i`` jobs remain: once fewer remain than workers,
+    the others idle, so each of the last jobs gets ``workers // remaining`` decoder threads (the last all).
+    """
+    def size(job: Job) -> int:
+        try:
+            return job.source.stat().st_size if job.source.is_file() else 0
+        except OSError:
+            return 0
+
+    ordered = sorted(jobs, key=size, reverse=True) if workers > 1 else jobs
+    n = len(ordered)
+    return [(job, max(1, workers // (n - i)) if workers > 1 else 1) for i, job in enumerate(ordered)]
 
 
 def convert_dataset(
@@ -611,7 +668,8 @@ def convert_dataset(
             log.info("removed %d unfinished store(s) left by an interrupted run", stale)
     t0 = time.perf_counter()
     results: list[JobResult] = []
-    args = [(job, dst, opts) for job in jobs]
+    workers = 1 if opts.workers == 1 or len(jobs) <= 1 else min(opts.workers, len(jobs))
+    args = [(job, dst, opts, threads) for job, threads in _dispatch(jobs, opts.workers)]
 
     def account(res: JobResult) -> None:
         results.append(res)
@@ -634,11 +692,11 @@ def convert_dataset(
             on_progress(res, summary)
 
     try:
-        if opts.workers == 1 or len(jobs) <= 1:
+        if workers == 1:
             for a in args:
                 account(_run_job(a))
         else:
-            with process_pool(min(opts.workers, len(jobs)), initializer=_worker_init) as pool:
+            with process_pool(workers, initializer=_worker_init) as pool:
                 for res in pool.imap_unordered(_run_job, args, chunksize=1):
                     account(res)
     except KeyboardInterrupt:

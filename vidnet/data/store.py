@@ -55,6 +55,7 @@ __all__ = [
     "decode_jpeg",
     "jpeg_size",
     "encode_jpeg",
+    "encode_jpeg_planes",
     "is_complete_store",
     "read_n_frames_file",
 ]
@@ -86,6 +87,13 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     """Encode an RGB uint8 ``[H, W, 3]`` array as JPEG (libjpeg-turbo through simplejpeg, 4:2:0)."""
     return simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB",
                                   colorsubsampling="420")
+
+
+def encode_jpeg_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray, quality: int = 90) -> bytes:
+    """Encode full-range YCbCr planes as JPEG: ``y`` ``[H, W]``, ``u`` (Cb) and ``v`` (Cr) ``[ceil(H/2),
+    ceil(W/2)]`` give a 4:2:0 file like `encode_jpeg`'s, without its RGB -> YCbCr conversion and chroma
+    down-sampling (the planes are already YCbCr 4:2:0)."""
+    return simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality)
 
 
 def decode_jpeg(data: bytes, *, min_height: int = 0, min_width: int = 0) -> np.ndarray:
