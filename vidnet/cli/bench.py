@@ -123,10 +123,11 @@ def benchmark_io(
     out = Console()
     if not out.is_terminal:
         out = Console(width=150)  # whole rows in files and pipes
-    table = Table(title=f"benchmark-io {dataset}: {report.videos} videos, {report.frames_per_video:.0f} frames "
-                        f"of {report.stored_size[0]}x{report.stored_size[1]} per video, frame interval "
-                        f"{report.frame_interval}, {report.max_open} open per worker; median of {report.rounds} "
-                        f"rounds (lowest-highest)")
+    out.print(f"benchmark-io {dataset}: {report.videos} videos, {report.frames_per_video:.0f} frames of "
+              f"{report.stored_size[0]}x{report.stored_size[1]} per video, frame interval {report.frame_interval}, "
+              f"{report.max_open} open per worker; each figure the median of {report.rounds} interleaved rounds, "
+              f"with the lowest and highest round", soft_wrap=True)
+    table = Table()
     for col in ("format", "batch x T x S", "workers", "clips/s", "rounds", "frames/s", "MB/s", "KB/frame",
                 "vs decode (rounds)"):
         table.add_column(col, justify="left" if col == "format" else "right")
@@ -139,7 +140,7 @@ def benchmark_io(
                       f"{c.frames_per_s:,.0f}", f"{c.mb_per_s:,.1f}", f"{c.bytes_per_frame / 1e3:,.1f}",
                       _ratio_text(r, colour) if r else "-")
     out.print(table)
-    out.print(f"video: {report.video_source}")
+    out.print(f"video: {report.video_source}", soft_wrap=True)
     if report.reduced_decode:
         r = report.reduced_decode
         parts = [f"1/{d}: full {r[f'1/{d}_full_us']:.0f} us, reduced {r[f'1/{d}_reduced_us']:.0f} us per frame "
@@ -168,7 +169,8 @@ def benchmark_io(
                         f"[{colour}]{t['verdict']}[/{colour}]")
     out.print(targets)
     load = ", ".join(f"{v:.2f}" for v in report.load)
-    out.print(f"{report.seconds:.0f} s on {report.cpus} CPUs, load average {load} at the end (1, 5, 15 min)")
+    out.print(f"{report.seconds:.0f} s on {report.cpus} CPUs, load average {load} at the end (1, 5, 15 min)",
+              soft_wrap=True)
     if json_file is not None:
         atomic_write_text(json_file, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
         out.print(f"wrote {json_file}")

@@ -383,10 +383,24 @@ def resize_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resize_yuv420(planes: Yuv420, size: tuple[int, int]) -> Yuv420:
-    """Resize 4:2:0 planes to ``(width, height)`` (chroma to the rounded-up half), as `resize_frame` does."""
-    half = ((size[0] + 1) // 2, (size[1] + 1) // 2)
-    return Yuv420(resize_frame(planes.y, size), resize_frame(planes.u, half), resize_frame(planes.v, half),
-                  planes.full_range)
+    """Resize 4:2:0 planes to ``(width, height)`` with `resize_frame` (chroma to the rounded-up half).
+
+    When the new width or height is odd, half of it is not a whole number of chroma samples: resizing the
+    chroma straight to the rounded-up half would stretch it by up to one pixel against the luma (measured:
+    -1.8 dB on a 64x48 -> 60x45 frame). There the chroma is resized to the full new size, with the luma's
+    scale, and averaged 2x2 (the last row or column repeated), as the JPEG encoder does with RGB input.
+    """
+    w, h = size
+    half = ((w + 1) // 2, (h + 1) // 2)
+    if (w % 2 == 0 and h % 2 == 0) or planes.y.shape[:2] == (h, w):
+        return Yuv420(resize_frame(planes.y, size), resize_frame(planes.u, half), resize_frame(planes.v, half),
+                      planes.full_range)
+
+    def chroma(plane: np.ndarray) -> np.ndarray:
+        full = cv2.copyMakeBorder(resize_frame(plane, size), 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+        return cv2.resize(full, half, interpolation=cv2.INTER_AREA)
+
+    return Yuv420(resize_frame(planes.y, size), chroma(planes.u), chroma(planes.v), planes.full_range)
 
 
 def encode_video_frame(frame: av.VideoFrame, size: tuple[int, int], quality: int) -> bytes:
@@ -394,9 +408,11 @@ def encode_video_frame(frame: av.VideoFrame, size: tuple[int, int], quality: int
 
     A 4:2:0 frame (`frame_to_yuv420`) is resized plane by plane and its planes are encoded as they are: the
     JPEG file is YCbCr 4:2:0 too, so no colour conversion is made. Any other frame goes decode -> RGB ->
-    resize -> encode (`frame_to_rgb`, `resize_frame`, `encode_jpeg`).
+    resize -> encode (`frame_to_rgb`, `resize_frame`, `encode_jpeg`), and so does an odd output height:
+    libjpeg-turbo's encoder from planes loses the last row's colour there (measured on a 60x45 frame at
+    quality 75: 29 dB on that row, 1.2 dB less over the frame than from RGB; an odd width loses nothing).
     """
-    planes = frame_to_yuv420(frame)
+    planes = frame_to_yuv420(frame) if size[1] % 2 == 0 else None
     if planes is None:
         return encode_jpeg(resize_frame(frame_to_rgb(frame), size), quality)
     return encode_jpeg_planes(*resize_yuv420(planes, size).to_jfif(), quality=quality)
