@@ -8,9 +8,10 @@ h5py, pyyaml and tensorboard::
 
 What it does, in order, each step under a time budget (a step that would overrun is skipped and says so):
 
-1. installs what vidnet needs beyond that (PyAV, simplejpeg, albumentations, coloredlogs) from the wheel files in
-   ``--wheels`` (default: ``tools/wheels``, beside this script) with ``pip install --no-index --find-links``:
-   nothing is fetched from the network. ``--dry-run`` only reports what is missing;
+1. installs what vidnet needs beyond that (PyAV, simplejpeg, albumentations, coloredlogs, and their own
+   dependencies the machine lacks) from the wheel files in ``--wheels`` (default: ``tools/wheels``, beside this
+   script) with ``pip install --no-index --find-links DIR --no-deps``: nothing is fetched from the network and
+   nothing installed is replaced. ``--dry-run`` only reports what is missing;
 2. generates a small dataset (`vidnet.data.sample`) and converts it (`vidnet.data.ingest`);
 3. trains ``srtg_r3d_50`` and ``r3d_18`` at 16x112x112 on a fixed synthetic batch for a fixed number of steps in
    fp32, bf16 and fp16 (with a GradScaler), with and without channels-last, then compiled (``torch.compile``) in
@@ -65,24 +66,46 @@ def _section(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
+def _installed(dist: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution(dist)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
 def ensure_packages(wheels: Path, dry_run: bool) -> dict[str, str]:
-    """Import the packages vidnet needs; install the missing ones from ``wheels`` without the network."""
+    """Import the packages vidnet needs; when one is missing, install the wheel files of ``wheels`` whose
+    distribution is not installed yet, offline and without dependency resolution (``--no-index --find-links
+    DIR --no-deps``): the folder names exactly what is added, and nothing the machine has (its OpenCV, NumPy,
+    torch) is replaced."""
     missing = [pip for mod, pip in NEEDED.items() if importlib.util.find_spec(mod) is None]
     if missing:
-        cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels), *missing]
+        if not wheels.is_dir():
+            raise SystemExit(f"error: {wheels}: no such folder of wheel files, and {', '.join(missing)} "
+                             f"cannot be imported (see docs/train.md, GPU checks)")
+        names = sorted({w.name.split("-")[0].lower().replace("_", "-") for w in wheels.glob("*.whl")})
+        todo = [n for n in names if not _installed(n)]
+        lacking = [m for m in missing if m not in names]
+        if lacking:
+            raise SystemExit(f"error: {wheels}: no wheel file for {', '.join(lacking)}")
+        cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels), "--no-deps", *todo]
         if dry_run:
             print(f"  missing: {', '.join(missing)}; a GPU run would install them with: {' '.join(cmd)}")
         else:
-            print(f"  installing {', '.join(missing)} from {wheels} ...", flush=True)
-            if not wheels.is_dir():
-                raise SystemExit(f"error: {wheels}: no such folder of wheel files (see docs/train.md, GPU checks)")
+            print(f"  installing {', '.join(todo)} from {wheels} ...", flush=True)
             subprocess.run(cmd, check=True)
             importlib.invalidate_caches()
     versions = {}
     for mod in NEEDED:
         try:
             versions[mod] = getattr(importlib.import_module(mod), "__version__", "?")
-        except ImportError:
+        except ImportError as err:
+            if not dry_run:
+                raise SystemExit(f"error: {mod} does not import after the install ({err}); add its missing "
+                                 f"dependencies' wheel files to {wheels}") from None
             versions[mod] = "missing"
     return versions
 

@@ -35,7 +35,8 @@ def test_gpu_check_dry_run(tmp_path):
 
 
 def test_gpu_check_installs_missing_packages_from_wheels_only(tmp_path, monkeypatch):
-    # Without the network: pip is asked for --no-index --find-links DIR, nothing else.
+    # Without the network: pip gets --no-index --find-links DIR --no-deps and the folder's distributions that
+    # are not installed, nothing else.
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import gpu_check
@@ -44,12 +45,19 @@ def test_gpu_check_installs_missing_packages_from_wheels_only(tmp_path, monkeypa
     calls = []
     monkeypatch.setattr(gpu_check.importlib.util, "find_spec", lambda name: None if name == "coloredlogs" else 1)
     monkeypatch.setattr(gpu_check.subprocess, "run", lambda cmd, check: calls.append(cmd))
-    (tmp_path / "wheels").mkdir()
-    gpu_check.ensure_packages(tmp_path / "wheels", dry_run=False)
-    assert calls == [[sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(tmp_path / "wheels"),
-                      "coloredlogs"]]
-    calls.clear()
-    gpu_check.ensure_packages(tmp_path / "wheels", dry_run=True)  # the dry run only reports
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for name in ("coloredlogs-15.0.1-py2.py3-none-any.whl", "humanfriendly-10.0-py2.py3-none-any.whl",
+                 "numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl"):
+        (wheels / name).write_bytes(b"")
+    monkeypatch.setattr(gpu_check, "_installed", lambda dist: dist == "numpy")
+    gpu_check.ensure_packages(wheels, dry_run=True)  # the dry run only reports
     assert calls == []
+    assert gpu_check.ensure_packages(wheels, dry_run=False)["coloredlogs"] != "missing"
+    assert calls == [[sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels), "--no-deps",
+                      "coloredlogs", "humanfriendly"]]
     with pytest.raises(SystemExit, match="no such folder of wheel files"):
         gpu_check.ensure_packages(tmp_path / "nowhere", dry_run=False)
+    (wheels / "coloredlogs-15.0.1-py2.py3-none-any.whl").unlink()
+    with pytest.raises(SystemExit, match="no wheel file for coloredlogs"):
+        gpu_check.ensure_packages(wheels, dry_run=False)
