@@ -146,7 +146,7 @@ def test_read_hdf5_frames_every_layout(tmp_path, layout):
 
 def test_spread_and_verdict():
     s = Spread.of([1.0, 1.3, 0.9, 1.1, 1.2])
-    assert (s.median, s.low, s.high) == (1.1, 0.9, 1.3) and s.half_range_pct == pytest.approx(50 * 0.4 / 1.1)
+    assert (s.median, s.low, s.high) == (1.1, 0.9, 1.3)
     assert verdict(Spread(1.1, 1.0, 1.2), 1.0) == "met"
     assert verdict(Spread(1.1, 0.9, 1.2), 1.0) == "within noise"  # rounds on both sides: no flip-flopping
     assert verdict(Spread(0.9, 0.8, 0.99), 1.0) == "not met"
@@ -166,6 +166,9 @@ def test_video_format_decodes_the_sources_the_index_names(tiny_dataset, tmp_path
     assert _source_videos(rows, tiny_dataset, None) is None  # not relative to the dataset: re-encode instead
     with pytest.raises(UsageError, match="no source video for"):
         _source_videos(rows, tiny_dataset, tmp_path)
+    hostile = [type(rows[0])(**{**rows[0].__dict__, "extra": {"source": "../../etc/passwd"}})]
+    with pytest.raises(UsageError, match="leads outside"):
+        _source_videos(hostile, tiny_dataset, videos)
     report = _run_video_only(tiny_dataset, tmp_path, videos)
     assert report.video_source == f"the dataset's source videos ({videos})"
     assert not (tmp_path / "s" / "video").exists()  # nothing re-encoded

@@ -66,9 +66,8 @@ def benchmark_io(
     scratch: Annotated[Path | None, typer.Option(
         help="Folder for the jpg/hdf5/video copies, kept and reused (default: a temporary folder, removed).")] = None,
     videos: Annotated[Path | None, typer.Option(
-        help="Folder of the dataset's source videos (index.csv 'source' column) for 'video' (default: the paths "
-             "as the index names them, absolute or relative to DATASET; when not found, the stored frames are "
-             "re-encoded to H.264).")] = None,
+        help="Folder of the dataset's source videos (index.csv 'source' column) for 'video' (default: DATASET; "
+             "when they are not found, the stored frames are re-encoded to H.264).")] = None,
     split: Annotated[str | None, typer.Option(help="Only videos of this split (default: all).")] = None,
     rss_clips: Annotated[int | None, typer.Option(
         help="Clips for the worker memory measurement (default: 2000 with --full, else 0: skipped).")] = None,

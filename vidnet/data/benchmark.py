@@ -18,8 +18,8 @@ as fast as it can be read correctly:
   read there as ``video_data[i]`` per frame; files stay open here, where that loader opens one per clip);
 * ``video``: a video file per video decoded with PyAV, seeking to the key frame before the clip
   (`vidnet.data.video.read_video_frames`). The dataset's own source files when the index names them
-  (``source`` column) and they are found: relative to ``--videos DIR``, or, without it, absolute or relative
-  to the dataset folder. Otherwise the stored frames are re-encoded in the scratch folder (libx264, CRF 18,
+  (``source`` column) and they are found: relative to ``--videos DIR``, or, without it, relative to the
+  dataset folder. Otherwise the stored frames are re-encoded in the scratch folder (libx264, CRF 18,
   preset veryfast, key-frame interval 250), so that every format holds the same frames;
 * ``decode``: the same JPEG bytes already in memory (loaded before the workers start), so only decoding,
   resizing and batching remain: the physical limit of a JPEG store.
@@ -140,11 +140,6 @@ class Spread:
     def of(cls, values: Sequence[float]) -> Spread:
         return cls(float(np.median(values)), float(min(values)), float(max(values)))
 
-    @property
-    def half_range_pct(self) -> float:
-        """Half the lowest-to-highest range, in percent of the median (the "±" of a table)."""
-        return 50.0 * (self.high - self.low) / self.median if self.median else 0.0
-
 
 def verdict(value: Spread, need: float, *, lower_is_better: bool = False) -> str:
     """``met`` when every round meets ``need``, ``not met`` when none does, ``within noise`` otherwise."""
@@ -170,8 +165,7 @@ class BenchmarkOptions:
         repeat: timed rounds per cell, formats interleaved; the median counts and the spread is shown.
         scratch: folder for the comparison formats (kept, and reused by later runs); None: a temporary one.
         videos: decode the dataset's source videos (index.csv ``source``) from here; None: look for them
-            as the index names them (absolute, or relative to the dataset) and re-encode the stored frames
-            when they are not all there.
+            relative to the dataset folder, and re-encode the stored frames when they are not all there.
         split: only videos of this split (None: all).
         seed: sampling seed (the same for every format).
         rss_clips: clips loaded by one worker for the memory measurement (0 skips it).
@@ -242,10 +236,6 @@ class CellResult:
     """Median over the rounds of this format's clips/s over decode's in the same round."""
     ratio_low: float | None = None
     ratio_high: float | None = None
-
-    @property
-    def speed(self) -> Spread:
-        return Spread(self.clips_per_s, self.clips_per_s_low, self.clips_per_s_high)
 
     @property
     def ratio(self) -> Spread | None:
@@ -504,13 +494,16 @@ def _build(kind: str, jobs: list[tuple[Path, Path]], processes: int) -> list[int
 
 
 def _source_videos(rows: list[IndexRow], root: Path, videos: Path | None) -> dict[str, Path] | None:
-    """Each row's source video file, or None when the index names none or one is not found (``videos``
-    given: a missing one is a usage error naming it)."""
+    """Each row's source video file (index.csv ``source``, relative to ``videos``, or without it to the dataset
+    folder ``root``), or None when the index names none or one is not found. With ``videos`` given, a missing
+    one is a usage error naming it. A path that leads outside its folder is never followed."""
+    base = (videos if videos is not None else root).resolve()
     files = {}
     for row in rows:
         src = row.extra.get("source")
-        path = (videos / src if videos is not None else Path(src) if Path(src).is_absolute() else root / src
-                ) if src else None
+        path = (base / src).resolve() if src else None
+        if path is not None and not path.is_relative_to(base):
+            raise UsageError(f"{root / 'index.csv'}: source {src!r} of {row.path} leads outside {base}")
         if path is None or not path.is_file():
             if videos is not None:
                 raise UsageError(f"{videos}: no source video for {row.path} (index.csv source={src!r})")
@@ -678,7 +671,7 @@ def run_benchmark(
         if sources:
             disk["video"] = sum(p.stat().st_size for p in sources.values()) / len(rows)
             extra["video"] = {"files": sources}
-            where = opts.videos if opts.videos is not None else "the paths index.csv names"
+            where = opts.videos if opts.videos is not None else root
             video_source = f"the dataset's source videos ({where})"
         for kind in builds:
             assert scratch is not None
