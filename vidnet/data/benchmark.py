@@ -681,12 +681,9 @@ def run_benchmark(
             if kind == "video":
                 extra[kind] = {"files": {r.path: j[1] for r, j in zip(rows, jobs, strict=True)}}
                 video_source = ("stored frames re-encoded to H.264 (libx264 CRF 18, veryfast, key-frame interval "
-                                "250): the index names no source video found" + (" (give --videos DIR)"
-                                                                                  if opts.videos is None else ""))
+                                "250): the index names no source video found (give --videos DIR)")
             else:
                 extra[kind] = {"folder": scratch / kind}
-        if "decode" not in disk or not blobs:
-            disk["decode"] = disk.get("jpg", store_bytes / len(rows))
 
         classes = {"sqlite": _SqliteDataset, "jpg": _JpgDataset, "hdf5": _Hdf5Dataset, "hdf5-jpeg": _Hdf5JpegDataset,
                    "video": _VideoDataset, "decode": _DecodeDataset}
