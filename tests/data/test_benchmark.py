@@ -199,8 +199,7 @@ def test_benchmark_io_command(tiny_dataset, bench_run, tmp_path):
     assert not data["scaling"] and not data["rss"] and not data["reduced_decode"]  # --full's
     # Every video stays open by default (6 here); the frame interval is recorded and shown.
     assert data["max_open"] == 6 and data["frame_interval"] == "1,3" and "frame interval 1,3," in result.output
-    assert {t["target"].split(" (")[0] for t in data["targets"]} >= {"sqlite / jpg", "sqlite / decode",
-                                                                       "hdf5 raw / decode"}
+    assert "sqlite / jpg" in {t["target"] for t in data["targets"]}  # the 1-worker targets: test_targets_*
     assert {t["verdict"] for t in data["targets"]} <= {"met", "not met", "within noise"}
     assert all(t["low"] <= t["value"] <= t["high"] for t in data["targets"])
 
@@ -252,3 +251,23 @@ def test_target_values_never_print_across_the_threshold():
     assert shown_value(1.004, 1.0) == "1.00"
     assert shown_value(0.97, 0.95) == "0.97"
     assert shown_value(2.06, 1.7) == "2.06"
+
+
+def test_targets_are_judged_round_by_round():
+    from vidnet.data.benchmark import BenchmarkReport, CellResult, _targets
+
+    def cell(fmt, rounds, decode):
+        ratios = [a / b for a, b in zip(rounds, decode, strict=True)]
+        s, r = Spread.of(rounds), Spread.of(ratios)
+        return CellResult(fmt, 96, 16, 158, 1, 96, rounds, s.median, s.low, s.high, 0, 0, 1, 1, r.median, r.low,
+                          r.high)
+
+    decode = [100.0, 50.0, 80.0]
+    report = BenchmarkReport("d", 1, 1, (1, 1), "-", cells=[
+        cell("sqlite", [97.0, 49.0, 78.0], decode),   # 0.97, 0.98, 0.975 of decode: every round >= 0.95
+        cell("jpg", [99.0, 45.0, 79.0], decode),      # sqlite / jpg: 0.98, 1.09, 0.99: both sides of 1.0
+        cell("hdf5", [90.0, 40.0, 70.0], decode),     # 0.9, 0.8, 0.875: no round reaches 1.0
+        cell("decode", decode, decode)])
+    got = {t["target"].split(" (")[0]: (round(t["value"], 3), t["verdict"]) for t in _targets(report)}
+    assert got == {"sqlite / decode": (0.975, "met"), "sqlite / jpg": (0.987, "within noise"),
+                   "hdf5 raw / decode": (0.875, "not met")}
