@@ -1,19 +1,26 @@
-"""Benchmark of `vidnet convert` and of raw frame reads from frames.db stores.
+"""Benchmark of `vidnet convert` (the YUV path against the RGB path) and of raw frame reads from frames.db stores.
 
-Everything is measured side by side in one run on the same videos, so the ratios are meaningful on a noisy
-machine where absolute numbers are not:
+Everything is measured side by side in one run on the same generated H.264 videos, in interleaved rounds (the
+median is printed with the lowest and highest round), so the ratios are meaningful on a noisy machine where
+absolute numbers are not:
 
-* conversion (enough videos that starting the worker processes, about 0.3 s, does not weigh on the
-  2-worker figure): seconds per frame of the whole conversion (1 worker) against the sum of its unavoidable parts
-  timed alone on the same frames (video decode to RGB, resize, JPEG encode); the 2-worker speed-up; and a
-  check that no temporary JPEG file was written;
+* conversion paths, one process: frames/s of decode -> planes resized -> JPEG from the planes (the YUV path,
+  `vidnet.data.ingest.encode_video_frame`) against decode -> RGB -> resize -> JPEG from RGB (the RGB path,
+  kept for sources without 4:2:0 frames), and of decoding alone; then each part timed alone on frames held
+  in memory;
+* quality: bytes per frame and PSNR against the decoder's frames (RGB, resized to the same size) of both
+  paths at JPEG quality 75, 85, 90 and 95;
+* whole conversions (`convert_dataset`): 1 worker against the sum of its parts, 2 workers against 1, one
+  video with 2 decoder threads (what the last video of a run gets) against 1, and a check that no temporary
+  JPEG file was written;
 * reads: frames fetched per second by random 16-frame index lists, from the store (one SQL query per clip)
   and from a folder of the same JPEG bytes (one file per frame), in this process with a warm cache and in a
   fresh process after asking the kernel to drop its page cache (when permitted: "cold-ish" otherwise).
 
 Usage::
 
-    python tools/bench_store.py [--videos 32] [--frames 300] [--size 320x240] [--short-side 0] [--json out.json]
+    python tools/bench_store.py [--videos 8] [--frames 150] [--size 640x480] [--short-side 240] [--rounds 5]
+                                [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,9 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+QUALITIES = (75, 85, 90, 95)
 
 
 def _make_videos(root: Path, n: int, frames: int, width: int, height: int) -> None:
@@ -37,35 +47,115 @@ def _make_videos(root: Path, n: int, frames: int, width: int, height: int) -> No
         write_test_video(root / f"class{i % 4}" / f"video{i:03d}.mp4", frames, height=height, width=width, seed=i)
 
 
-def _time_parts(src: Path, short_side: int | None, quality: int) -> tuple[float, int, tuple[float, float, float]]:
-    """Seconds for decode + resize + encode of every frame, each step timed alone."""
-    import simplejpeg
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": float(np.median(values)), "low": float(min(values)), "high": float(max(values))}
 
-    from vidnet.data.ingest import resize_frame, target_size
-    from vidnet.data.video import iter_video_frames
 
-    t_decode = t_resize = t_encode = 0.0
-    n = 0
-    for path in sorted(src.rglob("*.mp4")):
+def _fmt(s: dict[str, float], digits: int = 0) -> str:
+    return f"{s['median']:,.{digits}f} ({s['low']:,.{digits}f}-{s['high']:,.{digits}f})"
+
+
+def _rgb_path(frame, size: tuple[int, int], quality: int) -> bytes:
+    from vidnet.data.ingest import resize_frame
+    from vidnet.data.store import encode_jpeg
+    from vidnet.data.video import frame_to_rgb
+
+    return encode_jpeg(resize_frame(frame_to_rgb(frame), size), quality)
+
+
+def _paths(videos: list[Path], short_side: int | None, quality: int, rounds: int) -> dict:
+    """Frames/s of the YUV path, the RGB path and decoding alone (interleaved), and each part alone."""
+    from vidnet.data.ingest import encode_video_frame, resize_frame, resize_yuv420, target_size
+    from vidnet.data.store import encode_jpeg, encode_jpeg_planes
+    from vidnet.data.video import frame_to_rgb, frame_to_yuv420, iter_decoded_frames
+
+    def whole(path: Path, convert: Callable | None) -> tuple[int, float]:
         t = time.perf_counter()
-        frames = list(iter_video_frames(path))
-        t_decode += time.perf_counter() - t
-        size = target_size(frames[0].shape[1], frames[0].shape[0], short_side)
-        t = time.perf_counter()
-        small = [resize_frame(f, size) for f in frames]
-        t_resize += time.perf_counter() - t
-        t = time.perf_counter()
-        for f in small:
-            simplejpeg.encode_jpeg(np.ascontiguousarray(f), quality=quality, colorspace="RGB", colorsubsampling="420")
-        t_encode += time.perf_counter() - t
-        n += len(frames)
-    return t_decode + t_resize + t_encode, n, (t_decode, t_resize, t_encode)
+        n = 0
+        size = None
+        for frame in iter_decoded_frames(path):
+            size = size or target_size(frame.width, frame.height, short_side)
+            if convert is not None:
+                convert(frame, size, quality)
+            n += 1
+        return n, time.perf_counter() - t
+
+    runs = {"yuv": lambda p: whole(p, encode_video_frame), "rgb": lambda p: whole(p, _rgb_path),
+            "decode": lambda p: whole(p, None)}
+    fps: dict[str, list[float]] = {k: [] for k in runs}
+    parts: dict[str, list[float]] = {k: [] for k in ("rgb_convert", "rgb_resize", "rgb_encode", "yuv_planes_resize",
+                                                      "yuv_range", "yuv_encode")}
+    for r in range(rounds):
+        keys = list(runs)[r % 3:] + list(runs)[: r % 3]
+        for k in keys:
+            n = s = 0.0
+            for path in videos:
+                a, b = runs[k](path)
+                n, s = n + a, s + b
+            fps[k].append(n / s)
+        # Parts alone, on one video's frames held in memory at a time.
+        acc = dict.fromkeys(parts, 0.0)
+        total = 0
+        for path in videos:
+            frames = list(iter_decoded_frames(path))
+            size = target_size(frames[0].width, frames[0].height, short_side)
+            t = time.perf_counter()
+            rgb = [frame_to_rgb(f) for f in frames]
+            acc["rgb_convert"] += time.perf_counter() - t
+            t = time.perf_counter()
+            small = [resize_frame(x, size) for x in rgb]
+            acc["rgb_resize"] += time.perf_counter() - t
+            t = time.perf_counter()
+            for x in small:
+                encode_jpeg(x, quality)
+            acc["rgb_encode"] += time.perf_counter() - t
+            t = time.perf_counter()
+            planes = [resize_yuv420(frame_to_yuv420(f), size) for f in frames]
+            acc["yuv_planes_resize"] += time.perf_counter() - t
+            t = time.perf_counter()
+            jfif = [p.to_jfif() for p in planes]
+            acc["yuv_range"] += time.perf_counter() - t
+            t = time.perf_counter()
+            for p in jfif:
+                encode_jpeg_planes(*p, quality=quality)
+            acc["yuv_encode"] += time.perf_counter() - t
+            total += len(frames)
+            del frames, rgb, small, planes, jfif
+        for k in parts:
+            parts[k].append(acc[k] / total * 1e6)
+    ratio = [y / r for y, r in zip(fps["yuv"], fps["rgb"], strict=True)]
+    return {"frames_per_s": {k: _spread(v) for k, v in fps.items()}, "yuv_over_rgb": _spread(ratio),
+            "parts_us": {k: _spread(v) for k, v in parts.items()}}
+
+
+def _quality(videos: list[Path], short_side: int | None, every: int = 4) -> dict:
+    """Bytes per frame and PSNR (dB, against the decoder's frames resized as the RGB path resizes them) of
+    both paths at each quality, on every ``every``-th frame."""
+    from vidnet.data.ingest import encode_video_frame, resize_frame, target_size
+    from vidnet.data.store import decode_jpeg
+    from vidnet.data.video import frame_to_rgb, iter_decoded_frames
+
+    sums = {(p, q): [0.0, 0.0, 0] for p in ("yuv", "rgb") for q in QUALITIES}
+    for path in videos:
+        for i, frame in enumerate(iter_decoded_frames(path)):
+            if i % every:
+                continue
+            size = target_size(frame.width, frame.height, short_side)
+            ref = resize_frame(frame_to_rgb(frame), size).astype(np.float64)
+            for q in QUALITIES:
+                for p, data in (("yuv", encode_video_frame(frame, size, q)), ("rgb", _rgb_path(frame, size, q))):
+                    mse = float(np.mean((decode_jpeg(data).astype(np.float64) - ref) ** 2))
+                    s = sums[(p, q)]
+                    s[0] += len(data)
+                    s[1] += 10 * np.log10(255**2 / max(mse, 1e-10))
+                    s[2] += 1
+    return {f"{p}_q{q}": {"bytes_per_frame": s[0] / s[2], "psnr_db": s[1] / s[2]} for (p, q), s in sums.items()}
 
 
 def _convert(src: Path, dst: Path, workers: int, short_side: int | None, quality: int) -> tuple[float, int]:
     from vidnet.data.ingest import ConvertOptions, convert_dataset
 
-    opts = ConvertOptions(workers=workers, short_side=short_side, quality=quality, checksum=False)
+    opts = ConvertOptions(workers=workers, short_side=short_side, quality=quality, checksum=False, overwrite=True)
     t = time.perf_counter()
     s = convert_dataset(src, dst, opts)
     return time.perf_counter() - t, s.frames
@@ -129,11 +219,12 @@ def _drop_caches() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--videos", type=int, default=32)
-    ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--size", default="320x240", help="WxH of the generated videos (UCF-101 is 320x240)")
-    ap.add_argument("--short-side", type=int, default=0, help="convert with --short-side N (0: keep size)")
-    ap.add_argument("--quality", type=int, default=90)
+    ap.add_argument("--videos", type=int, default=8)
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--size", default="640x480", help="WxH of the generated videos")
+    ap.add_argument("--short-side", type=int, default=240, help="convert with --short-side N (0: keep the size)")
+    ap.add_argument("--quality", type=int, default=90, help="JPEG quality of the speed measurements")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the conversion paths")
     ap.add_argument("--clips", type=int, default=2000, help="clips per read benchmark")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--_read-child", nargs=2, help=argparse.SUPPRESS)
@@ -143,36 +234,75 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_read_bench(items, int(args._read_child[1]), seed=1)))
         return 0
 
+    import cv2
+
+    cv2.setNumThreads(1)  # one core per path, as in a conversion worker
     width, height = map(int, args.size.lower().split("x"))
     short = args.short_side or None
-    res: dict[str, float | str | bool] = {}
+    res: dict = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
+    t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vidnet-bench-") as tmp:
         tmp = Path(tmp)
         src = tmp / "videos"
         print(f"generating {args.videos} H.264 videos of {args.frames} frames at {width}x{height} ...", flush=True)
         _make_videos(src, args.videos, args.frames, width, height)
+        videos = sorted(src.rglob("*.mp4"))
         jpg_before = len(list(Path(tempfile.gettempdir()).rglob("*.jpg")))
 
-        # Warm-up: one conversion so that imports and codec initialisation are paid before timing.
-        _convert(src, tmp / "warm", 1, short, args.quality)
-        parts, n, (td, tr, te) = _time_parts(src, short, args.quality)
-        t1, n1 = _convert(src, tmp / "w1", 1, short, args.quality)
-        t2, n2 = _convert(src, tmp / "w2", 2, short, args.quality)
-        assert n1 == n2 == n, (n, n1, n2)
+        _convert(src, tmp / "warm", 1, short, args.quality)  # imports and codec initialisation, untimed
+        paths = _paths(videos, short, args.quality, args.rounds)
+        res["paths"] = paths
+        f, p = paths["frames_per_s"], paths["parts_us"]
+        print(f"\nconversion paths, 1 process, {width}x{height} -> short side {short or 'kept'}, quality "
+              f"{args.quality}: frames/s, median of {args.rounds} interleaved rounds (lowest-highest)")
+        print(f"  YUV path (planes resized, JPEG from planes): {_fmt(f['yuv'])}")
+        print(f"  RGB path (RGB, resize, JPEG from RGB)      : {_fmt(f['rgb'])}")
+        print(f"  decoding alone                             : {_fmt(f['decode'])}")
+        print(f"  YUV / RGB, round by round: {_fmt(paths['yuv_over_rgb'], 2)} (target >= 1.30)")
+        print(f"  parts alone, us/frame: RGB path: to RGB {_fmt(p['rgb_convert'])} + resize {_fmt(p['rgb_resize'])} "
+              f"+ encode {_fmt(p['rgb_encode'])}")
+        print(f"                         YUV path: resize planes {_fmt(p['yuv_planes_resize'])} + range "
+              f"{_fmt(p['yuv_range'])} + encode planes {_fmt(p['yuv_encode'])}")
+
+        quality = _quality(videos, short)
+        res["quality"] = quality
+        print("\nquality: bytes per frame and PSNR against the decoder's frames (same size)")
+        print("  quality | YUV path bytes  PSNR dB | RGB path bytes  PSNR dB")
+        for q in QUALITIES:
+            y, r = quality[f"yuv_q{q}"], quality[f"rgb_q{q}"]
+            print(f"  {q:7d} | {y['bytes_per_frame']:14,.0f}  {y['psnr_db']:7.2f} | {r['bytes_per_frame']:14,.0f}  "
+                  f"{r['psnr_db']:7.2f}")
+
+        times: dict[int, list[float]] = {1: [], 2: []}
+        n = 0
+        for r in range(3):
+            for w in ((1, 2) if r % 2 == 0 else (2, 1)):
+                t, n = _convert(src, tmp / f"w{w}", w, short, args.quality)
+                times[w].append(t)
+        single: dict[int, list[float]] = {1: [], 2: []}
+        solo = tmp / "solo"
+        (solo / videos[0].parent.name).mkdir(parents=True)
+        os.symlink(videos[0], solo / videos[0].parent.name / videos[0].name)
+        for r in range(3):
+            for w in ((1, 2) if r % 2 == 0 else (2, 1)):
+                single[w].append(_convert(solo, tmp / f"solo{w}", w, short, args.quality)[0])
         jpg_after = len(list(Path(tempfile.gettempdir()).rglob("*.jpg"))) + len(list(tmp.rglob("*.jpg")))
-        res.update(
-            frames=n, decode_us=td / n * 1e6, resize_us=tr / n * 1e6, encode_us=te / n * 1e6,
-            parts_us=parts / n * 1e6, convert_1w_us=t1 / n * 1e6, convert_ratio=t1 / parts,
-            fps_1w=n / t1, fps_2w=n / t2, speedup_2w=t1 / t2, temp_jpegs=jpg_after - jpg_before,
-        )
-        print(f"\nconversion of {n} frames ({width}x{height}, short side {short or 'kept'}, quality {args.quality})")
-        print(f"  parts alone      : decode {res['decode_us']:.0f} + resize {res['resize_us']:.0f} + encode "
-              f"{res['encode_us']:.0f} = {res['parts_us']:.0f} us/frame")
-        print(f"  convert, 1 worker: {res['convert_1w_us']:.0f} us/frame -> ratio {res['convert_ratio']:.2f} "
-              f"(target <= 1.20)")
-        print(f"  convert, 2 workers: {res['fps_2w']:.0f} vs {res['fps_1w']:.0f} frames/s -> speed-up "
-              f"{res['speedup_2w']:.2f}x (target >= 1.70; cores: {os.cpu_count()})")
-        print(f"  temporary JPEG files written: {res['temp_jpegs']}")
+        parts_sum = f["decode"]["median"] ** -1 * 1e6 + p["yuv_planes_resize"]["median"] + p["yuv_range"]["median"] \
+            + p["yuv_encode"]["median"]
+        c1 = _spread([n / t for t in times[1]])
+        c2 = _spread([n / t for t in times[2]])
+        res["convert"] = {"frames": n, "fps_1w": c1, "fps_2w": c2,
+                          "speedup_2w": _spread([a / b for a, b in zip(times[1], times[2], strict=True)]),
+                          "convert_1w_us": 1e6 / c1["median"], "parts_us": parts_sum,
+                          "single_video_2_threads": _spread([a / b for a, b in zip(single[1], single[2], strict=True)]),
+                          "temp_jpegs": jpg_after - jpg_before}
+        c = res["convert"]
+        print(f"\nconvert_dataset ({n} frames, {args.videos} videos, 3 rounds): 1 worker {_fmt(c1)} frames/s, "
+              f"2 workers {_fmt(c2)} (speed-up {_fmt(c['speedup_2w'], 2)}, target >= 1.70; cores: {os.cpu_count()})")
+        print(f"  1 worker {c['convert_1w_us']:.0f} us/frame against its parts alone (decode + YUV path) "
+              f"{parts_sum:.0f} -> ratio {c['convert_1w_us'] / parts_sum:.2f} (target <= 1.20)")
+        print(f"  one video, --workers 2 (2 decoder threads) against 1: {_fmt(c['single_video_2_threads'], 2)}x")
+        print(f"  temporary JPEG files written: {c['temp_jpegs']}")
 
         items = _jpeg_folder(tmp / "w1", tmp / "jpg")
         plan_file = tmp / "items.json"
@@ -184,9 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                              capture_output=True, text=True, check=True)
         cold = json.loads(out.stdout.strip().splitlines()[-1])
         cold_label = "fresh process, page cache dropped" if dropped else "fresh process (cold-ish: page cache kept)"
-        res.update(read_warm_sqlite_fps=warm["sqlite_fps"], read_warm_jpg_fps=warm["jpg_fps"],
-                   read_warm_ratio=warm["ratio"], read_cold_sqlite_fps=cold["sqlite_fps"],
-                   read_cold_jpg_fps=cold["jpg_fps"], read_cold_ratio=cold["ratio"], cold_mode=cold_label)
+        res.update(read_warm=warm, read_cold=cold, cold_mode=cold_label)
         db_bytes = sum(p.stat().st_size for p in (tmp / "w1").rglob("frames.db"))
         jpg_bytes = sum(p.stat().st_size for p in (tmp / "jpg").rglob("*.jpg"))
         res.update(store_bytes=db_bytes, jpg_bytes=jpg_bytes)
@@ -196,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {cold_label}: store {cold['sqlite_fps']:,.0f} vs JPEG folder {cold['jpg_fps']:,.0f} "
               f"frames/s -> {cold['ratio']:.2f}x")
         print(f"  bytes on disk: stores {db_bytes:,} vs JPEG files {jpg_bytes:,} (+ one inode per frame)")
+    res["load_after"] = os.getloadavg()
+    res["seconds"] = time.perf_counter() - t_start
+    print(f"\n{res['seconds']:.0f} s on {os.cpu_count()} CPUs; load average (1, 5, 15 min) "
+          f"{', '.join(f'{v:.2f}' for v in res['load_before'])} before, "
+          f"{', '.join(f'{v:.2f}' for v in res['load_after'])} after")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
     return 0

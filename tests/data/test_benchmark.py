@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vidnet.cli import app
-from vidnet.data.benchmark import BenchmarkOptions, parse_shape, rss_bytes
+from vidnet.data.benchmark import BenchmarkOptions, Spread, parse_shape, read_hdf5_frames, rss_bytes, verdict
 from vidnet.data.sample import write_video
 from vidnet.data.video import iter_video_frames, read_video_frames
 from vidnet.errors import UsageError
@@ -39,33 +39,42 @@ def test_options_and_helpers():
     assert rss_bytes() > 10 * 2**20
 
 
-def _same_clips(tiny_dataset, tmp_path):
-    """Every format's dataset returns the same frames (up to JPEG and H.264 loss) for the same index."""
+@pytest.fixture(scope="module")
+def bench_run(tiny_dataset, tmp_path_factory):
+    """One run over every format (2 rounds, reduced-scale decode), and its scratch folder of comparison copies,
+    shared by the tests of this module (building the copies is most of a run's time)."""
     from vidnet.data import benchmark as b
 
-    report_opts = BenchmarkOptions(shapes=[(2, 4, 32)], workers=(0,), batches=1, repeat=1, scratch=tmp_path / "s",
-                                   rss_clips=0, scaling=False)
-    return b.run_benchmark(tiny_dataset, report_opts)
+    scratch = tmp_path_factory.mktemp("bench") / "s"
+    report_opts = BenchmarkOptions(shapes=[(2, 4, 32)], workers=(0,), batches=1, repeat=2, scratch=scratch,
+                                   reduced=True)
+    return b.run_benchmark(tiny_dataset, report_opts), scratch
 
 
-def test_run_benchmark_all_formats_tiny(tiny_dataset, tmp_path):
-    report = _same_clips(tiny_dataset, tmp_path)
-    assert [c.format for c in report.cells] == ["sqlite", "jpg", "video", "hdf5", "decode"]
-    assert all(c.clips == 2 and c.clips_per_s > 0 for c in report.cells)
-    assert next(c for c in report.cells if c.format == "decode").ratio_to_decode == 1.0
-    assert report.stored_size == (48, 64) and report.videos == 6
+def test_run_benchmark_all_formats_tiny(bench_run):
+    report, scratch = bench_run
+    assert [c.format for c in report.cells] == ["sqlite", "jpg", "hdf5", "hdf5-jpeg", "video", "decode"]
+    assert all(c.clips == 2 and c.clips_per_s > 0 and len(c.round_clips_per_s) == 2 for c in report.cells)
+    assert all(c.clips_per_s_low <= c.clips_per_s <= c.clips_per_s_high for c in report.cells)
+    decode = next(c for c in report.cells if c.format == "decode")
+    assert (decode.ratio_to_decode, decode.ratio_low, decode.ratio_high) == (1.0, 1.0, 1.0)
+    assert report.stored_size == (48, 64) and report.videos == 6 and report.rounds == 2
     sizes = {c.format: c.bytes_per_video for c in report.cells}
     assert sizes["hdf5"] > sizes["sqlite"] > sizes["jpg"] == sizes["decode"] > sizes["video"]
-    assert (tmp_path / "s" / "jpg").is_dir() and (tmp_path / "s" / "video").is_dir()
+    assert sizes["hdf5-jpeg"] > sizes["jpg"]
+    per_frame = {c.format: c.bytes_per_frame for c in report.cells}
+    assert per_frame["hdf5"] > 48 * 64 * 3 > per_frame["jpg"] > 0
+    assert (scratch / "jpg").is_dir() and (scratch / "video").is_dir() and (scratch / "hdf5-jpeg").is_dir()
+    assert "re-encoded" in report.video_source
     assert report.reduced_decode["1/2_speedup"] > 0
+    assert report.reduced_decode["1/2_speedup_low"] <= report.reduced_decode["1/2_speedup_high"]
 
 
-def test_formats_read_the_same_frames(tiny_dataset, tmp_path):
+def test_formats_read_the_same_frames(tiny_dataset, bench_run):
     from vidnet.data import benchmark as b
     from vidnet.data.transforms import ClipEval, EvalConfig
 
-    _same_clips(tiny_dataset, tmp_path)  # writes the scratch copies
-    s = tmp_path / "s"
+    s = bench_run[1]
     ds0 = b._SqliteDataset(tiny_dataset, split=None)
     blobs = {r.path: ds0._store(r).get_bytes(range(r.n_frames)) for r in ds0.rows}
     common = {"split": None, "num_frames": 5, "size": (48, 64),
@@ -74,13 +83,14 @@ def test_formats_read_the_same_frames(tiny_dataset, tmp_path):
         "sqlite": b._SqliteDataset(tiny_dataset, **common),
         "jpg": b._JpgDataset(tiny_dataset, folder=s / "jpg", **common),
         "hdf5": b._Hdf5Dataset(tiny_dataset, folder=s / "hdf5", **common),
+        "hdf5-jpeg": b._Hdf5JpegDataset(tiny_dataset, folder=s / "hdf5-jpeg", **common),
         "video": b._VideoDataset(tiny_dataset, files={r.path: s / "video" / f"{r.path}.mp4" for r in ds0.rows},
                                  **common),
         "decode": b._DecodeDataset(tiny_dataset, blobs=blobs, **common),
     }
     for i in range(len(ds0)):
         ref = datasets["sqlite"][i]["clip"]
-        for fmt in ("jpg", "hdf5", "decode"):
+        for fmt in ("jpg", "hdf5", "hdf5-jpeg", "decode"):
             assert datasets[fmt][i]["clip"].equal(ref), fmt
         # H.264 re-encoding is lossy: the decoded frames must be closer to the stored frames of the same
         # numbers than to their neighbours'.
@@ -92,23 +102,137 @@ def test_formats_read_the_same_frames(tiny_dataset, tmp_path):
             assert min(errors, key=errors.get) == f and errors[f] < 6
 
 
-def test_benchmark_io_command(tiny_dataset, tmp_path):
+def test_hdf5_frames_are_read_without_fancy_indexing(tiny_dataset, bench_run, monkeypatch):
+    # h5py turns ds[[i, j, ...]] into one hyperslab per index: 270x slower than single-frame reads on a
+    # chunked dataset. The benchmark's hdf5 reader must never index with a list.
+    import h5py
+
+    from vidnet.data import benchmark as b
+
+    seen = []
+    original = h5py.Dataset.__getitem__
+
+    def spy(self, args, *rest, **kw):
+        seen.append(args)
+        return original(self, args, *rest, **kw)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    ds = b._Hdf5Dataset(tiny_dataset, folder=bench_run[1] / "hdf5", split=None, num_frames=6, size=(48, 64))
+    for i in range(len(ds)):
+        assert ds[i]["clip"].shape == (3, 6, 48, 64)
+    def fancy(a):
+        return isinstance(a, list | np.ndarray) or isinstance(a, tuple) and any(isinstance(x, list | np.ndarray)
+                                                                                 for x in a)
+
+    assert not [a for a in seen if fancy(a)]
+
+
+@pytest.mark.parametrize("layout", ["chunked", "contiguous", "compressed"])
+def test_read_hdf5_frames_every_layout(tmp_path, layout):
+    import h5py
+
+    data = np.random.default_rng(0).integers(0, 256, (20, 6, 8, 3), dtype=np.uint8)
+    kw = {"chunked": {"chunks": (1, 6, 8, 3)}, "contiguous": {}, "compressed": {"chunks": (2, 6, 8, 3),
+                                                                               "compression": "gzip"}}[layout]
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f.create_dataset("video", data=data, **kw)
+    with h5py.File(tmp_path / "v.h5", "r") as f:
+        ds = f["video"]
+        for idx in ([3, 5, 7, 9], [9, 3, 3, 0], [4, 5, 6, 7], [19], list(range(20))):
+            assert np.array_equal(read_hdf5_frames(ds, idx), data[idx]), idx
+        with pytest.raises(IndexError, match="frame 20 out of range: the file holds 20 frames"):
+            read_hdf5_frames(ds, [2, 20])
+
+
+def test_spread_and_verdict():
+    s = Spread.of([1.0, 1.3, 0.9, 1.1, 1.2])
+    assert (s.median, s.low, s.high) == (1.1, 0.9, 1.3)
+    assert verdict(Spread(1.1, 1.0, 1.2), 1.0) == "met"
+    assert verdict(Spread(1.1, 0.9, 1.2), 1.0) == "within noise"  # rounds on both sides: no flip-flopping
+    assert verdict(Spread(0.9, 0.8, 0.99), 1.0) == "not met"
+    assert verdict(Spread(0.3, 0.3, 0.3), 50.0, lower_is_better=True) == "met"
+    assert verdict(Spread(60, 40, 70), 50.0, lower_is_better=True) == "within noise"
+    assert verdict(Spread(60, 55, 70), 50.0, lower_is_better=True) == "not met"
+
+
+def test_video_format_decodes_the_sources_the_index_names(tiny_dataset, tmp_path):
+    from vidnet.data.benchmark import _source_videos
+    from vidnet.data.dataset import VideoClipDataset
+
+    rows = VideoClipDataset(tiny_dataset, None).rows
+    videos = tiny_dataset.parent / "videos"
+    found = _source_videos(rows, tiny_dataset, videos)
+    assert found == {r.path: videos / r.extra["source"] for r in rows}
+    assert _source_videos(rows, tiny_dataset, None) is None  # not relative to the dataset: re-encode instead
+    with pytest.raises(UsageError, match="no source video for"):
+        _source_videos(rows, tiny_dataset, tmp_path)
+    hostile = [type(rows[0])(**{**rows[0].__dict__, "extra": {"source": "../../etc/passwd"}})]
+    with pytest.raises(UsageError, match="leads outside"):
+        _source_videos(hostile, tiny_dataset, videos)
+    report = _run_video_only(tiny_dataset, tmp_path, videos)
+    assert report.video_source == f"the dataset's source videos ({videos})"
+    assert not (tmp_path / "s" / "video").exists()  # nothing re-encoded
+
+
+def _run_video_only(root, tmp_path, videos):
+    from vidnet.data.benchmark import run_benchmark
+
+    return run_benchmark(root, BenchmarkOptions(shapes=[(2, 4, 32)], workers=(0,), batches=1, repeat=1,
+                                                formats=["video", "decode"], scratch=tmp_path / "s", videos=videos))
+
+
+def test_benchmark_io_command(tiny_dataset, bench_run, tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["benchmark-io", str(tiny_dataset), "--shape", "4x4x32", "--batches", "2",
-                                      "--workers", "0,2", "--repeat", "1", "--rss-clips", "16", "-q",
+                                      "--scratch", str(bench_run[1]),
+                                      "--workers", "0", "--repeat", "2", "-q",
                                       "--frame-interval", "1,3", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    for text in ("sqlite", "jpg", "video", "hdf5", "decode", "vs decode", "reduced-scale", "scaling", "RSS",
-                 "targets"):
-        assert text in result.output
+    for text in ("sqlite", "jpg", "video", "hdf5", "hdf5-jpeg", "decode", "vs decode", "KB/frame",
+                 "median of 2 interleaved rounds", "targets", "load average"):
+        assert text in result.output, text
+    assert "issue" not in result.output
     data = json.loads(out.read_text())
     assert {(c["format"], c["workers"]) for c in data["cells"]} == {
-        (f, w) for f in ("sqlite", "jpg", "video", "hdf5", "decode") for w in (0, 2)}
-    assert all(c["clips"] == 8 for c in data["cells"])
-    assert data["scaling"]["speedup"] > 0 and data["rss"]["clips"] == 16
+        (f, 0) for f in ("sqlite", "jpg", "hdf5", "hdf5-jpeg", "video", "decode")}
+    assert all(c["clips"] == 8 and len(c["round_clips_per_s"]) == 2 for c in data["cells"])
+    assert not data["scaling"] and not data["rss"] and not data["reduced_decode"]  # --full's
     # Every video stays open by default (6 here); the frame interval is recorded and shown.
     assert data["max_open"] == 6 and data["frame_interval"] == "1,3" and "frame interval 1,3," in result.output
-    assert {t["target"].split(" (")[0] for t in data["targets"]} >= {"sqlite / jpg", "2 workers / 1 worker"}
+    assert "sqlite / jpg" in {t["target"] for t in data["targets"]}  # the 1-worker targets: test_targets_*
+    assert {t["verdict"] for t in data["targets"]} <= {"met", "not met", "within noise"}
+    assert all(t["low"] <= t["value"] <= t["high"] for t in data["targets"])
+
+
+def test_benchmark_io_is_quick_by_default_and_full_on_request(tiny_dataset, bench_run, monkeypatch):
+    from vidnet.data import benchmark as b
+
+    seen = []
+    real = b.run_benchmark
+
+    def spy(root, opts, **kw):
+        seen.append(opts)
+        small = BenchmarkOptions(**{**opts.__dict__, "shapes": [(2, 4, 32)], "batches": 1, "repeat": 1,
+                                    "workers": (0,), "formats": ("sqlite", "decode"), "scaling_shape": (2, 4, 32),
+                                    "rss_clips": min(opts.rss_clips, 4)})
+        return real(root, small, **kw)
+
+    monkeypatch.setattr(b, "run_benchmark", spy)
+    result = CliRunner().invoke(app, ["benchmark-io", str(tiny_dataset), "-q", "--scratch", str(bench_run[1])])
+    assert result.exit_code == 0, result.output
+    quick = seen[-1]
+    assert list(quick.shapes) == [(96, 16, 158)] and list(quick.workers) == [1]
+    assert list(quick.formats) == ["sqlite", "jpg", "hdf5", "hdf5-jpeg", "video", "decode"]
+    assert (quick.scaling, quick.rss_clips, quick.reduced, quick.repeat) == (False, 0, False, 5)
+    assert "scaling" not in result.output and "RSS" not in result.output
+    result = CliRunner().invoke(app, ["benchmark-io", str(tiny_dataset), "-q", "--full", "--scratch",
+                                      str(bench_run[1])])
+    assert result.exit_code == 0, result.output
+    full = seen[-1]
+    assert list(full.shapes) == [(1536, 4, 80), (384, 8, 112), (96, 16, 158), (48, 16, 224)]
+    assert (full.scaling, full.rss_clips, full.reduced) == (True, 2000, True)
+    assert "scaling" in result.output and "RSS" in result.output and "reduced-scale" in result.output
+    assert "2 workers / 1 worker" in result.output
 
 
 def test_benchmark_io_rejects_bad_options(tiny_dataset):
@@ -127,3 +251,23 @@ def test_target_values_never_print_across_the_threshold():
     assert shown_value(1.004, 1.0) == "1.00"
     assert shown_value(0.97, 0.95) == "0.97"
     assert shown_value(2.06, 1.7) == "2.06"
+
+
+def test_targets_are_judged_round_by_round():
+    from vidnet.data.benchmark import BenchmarkReport, CellResult, _targets
+
+    def cell(fmt, rounds, decode):
+        ratios = [a / b for a, b in zip(rounds, decode, strict=True)]
+        s, r = Spread.of(rounds), Spread.of(ratios)
+        return CellResult(fmt, 96, 16, 158, 1, 96, rounds, s.median, s.low, s.high, 0, 0, 1, 1, r.median, r.low,
+                          r.high)
+
+    decode = [100.0, 50.0, 80.0]
+    report = BenchmarkReport("d", 1, 1, (1, 1), "-", cells=[
+        cell("sqlite", [97.0, 49.0, 78.0], decode),   # 0.97, 0.98, 0.975 of decode: every round >= 0.95
+        cell("jpg", [99.0, 45.0, 79.0], decode),      # sqlite / jpg: 0.98, 1.09, 0.99: both sides of 1.0
+        cell("hdf5", [90.0, 40.0, 70.0], decode),     # 0.9, 0.8, 0.875: no round reaches 1.0
+        cell("decode", decode, decode)])
+    got = {t["target"].split(" (")[0]: (round(t["value"], 3), t["verdict"]) for t in _targets(report)}
+    assert got == {"sqlite / decode": (0.975, "met"), "sqlite / jpg": (0.987, "within noise"),
+                   "hdf5 raw / decode": (0.875, "not met")}

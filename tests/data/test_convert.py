@@ -46,6 +46,117 @@ def test_round_trip_psnr_against_decoder(tmp_path):
     assert psnr > 35, psnr
 
 
+def _write_coded(path, frames, codec, pix_fmt, colorspace=None):
+    """A video of ``frames`` in a given codec, pixel format and colour-space tag."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        st = out.add_stream(codec, rate=25)
+        st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        if colorspace:
+            st.codec_context.colorspace = colorspace
+        for x in frames:
+            f = av.VideoFrame.from_ndarray(x, format="rgb24")
+            if colorspace:
+                f = f.reformat(format=pix_fmt, dst_colorspace=colorspace)
+                f.colorspace = colorspace
+            for packet in st.encode(f):
+                out.mux(packet)
+        for packet in st.encode():
+            out.mux(packet)
+
+
+def _decoder_frames(path):
+    from vidnet.data.video import frame_to_rgb, iter_decoded_frames
+
+    return [(f, frame_to_rgb(f)) for f in iter_decoded_frames(path)]
+
+
+def test_convert_encodes_420_planes_without_an_rgb_frame(tmp_path, monkeypatch):
+    # The YUV path: a 4:2:0 source never becomes an RGB frame on its way to the store, and the store holds
+    # the decoder's frames to > 35 dB at quality 90.
+    from vidnet.data import ingest, video
+
+    src = tmp_path / "src"
+    write_test_video(src / "walk" / "a.mp4", 16, height=96, width=128)
+    reference = list(iter_video_frames(src / "walk" / "a.mp4"))
+
+    def no_rgb(frame):
+        raise AssertionError("a 4:2:0 frame was converted to RGB")
+
+    monkeypatch.setattr(video, "frame_to_rgb", no_rgb)
+    monkeypatch.setattr(ingest, "frame_to_rgb", no_rgb, raising=False)
+    s = convert_dataset(src, tmp_path / "dst", ConvertOptions(workers=1))
+    assert (s.converted, s.failed) == (1, 0), s.problems
+    with FrameStore(tmp_path / "dst" / "walk" / "a") as store:
+        stored = store.get_frames(range(len(store)))
+    assert min(_psnr(x, y) for x, y in zip(stored, reference, strict=True)) > 35
+
+
+@pytest.mark.parametrize("short_side", [None, 44, 45, 120])
+def test_yuv_path_matches_the_rgb_path(tmp_path, short_side):
+    # Same size and the RGB path's quality at every JPEG quality (odd sizes and enlarging included).
+    from vidnet.data.ingest import encode_video_frame, resize_frame, target_size
+    from vidnet.data.store import decode_jpeg, encode_jpeg
+
+    write_test_video(tmp_path / "a.mp4", 6, height=48, width=64)
+    for frame, rgb in _decoder_frames(tmp_path / "a.mp4"):
+        size = target_size(64, 48, short_side)
+        ref = resize_frame(rgb, size)
+        for q in (75, 85, 90, 95):
+            yuv, via_rgb = decode_jpeg(encode_video_frame(frame, size, q)), decode_jpeg(encode_jpeg(ref, q))
+            assert yuv.shape == (size[1], size[0], 3)
+            # At most 0.5 dB below the RGB path, or above 40 dB (where the two resamplings of the chroma,
+            # before and after the colour conversion, differ by more than JPEG's loss).
+            assert _psnr(yuv, ref) > min(_psnr(via_rgb, ref) - 0.5, 40), (q, size)
+        assert _psnr(decode_jpeg(encode_video_frame(frame, size, 90)), ref) > 35
+
+
+@pytest.mark.parametrize("kind", ["full-range 4:2:0 (MJPEG)", "4:4:4", "BT.709"])
+def test_other_sources_keep_the_decoders_colours(tmp_path, kind):
+    # yuvj420p is full range: its planes go to the encoder unstretched; 4:4:4 and BT.709 take the RGB path.
+    from vidnet.data.ingest import encode_video_frame
+    from vidnet.data.store import decode_jpeg
+    from vidnet.data.video import frame_to_yuv420
+
+    codec, pix, cs, ext = {"full-range 4:2:0 (MJPEG)": ("mjpeg", "yuvj420p", None, "avi"),
+                           "4:4:4": ("libx264", "yuv444p", None, "mp4"),
+                           "BT.709": ("libx264", "yuv420p", 1, "mp4")}[kind]
+    _write_coded(tmp_path / f"a.{ext}", moving_frames(4, 48, 64), codec, pix, cs)
+    for frame, rgb in _decoder_frames(tmp_path / f"a.{ext}"):
+        planes = frame_to_yuv420(frame)
+        assert (planes is not None) == (kind.startswith("full")) and (planes is None or planes.full_range)
+        assert _psnr(decode_jpeg(encode_video_frame(frame, (64, 48), 90)), rgb) > 35, kind
+
+
+def test_dispatch_largest_first_and_decoder_threads_for_the_last_videos(tmp_path):
+    from vidnet.data.ingest import Job, _dispatch
+
+    jobs = []
+    for i, size in enumerate([10, 50, 30, 40, 20]):
+        (tmp_path / f"v{i}.mp4").write_bytes(b"x" * size)
+        jobs.append(Job("a", f"v{i}", tmp_path / f"v{i}.mp4", "videos"))
+    got = [(j.video_id, t) for j, t in _dispatch(jobs, 4)]
+    # 5 jobs on 4 cores: when the 3rd-largest starts, 3 remain (1 thread); the 4th: 2 remain (2); the last: 4.
+    assert got == [("v1", 1), ("v3", 1), ("v2", 1), ("v4", 2), ("v0", 4)]
+    assert [(j.video_id, t) for j, t in _dispatch(jobs, 1)] == [(f"v{i}", 1) for i in range(5)]  # order kept
+
+
+def test_a_single_video_is_decoded_with_every_worker_as_threads(tmp_path, monkeypatch):
+    from vidnet.data import ingest
+
+    write_test_video(tmp_path / "src" / "walk" / "a.mp4", 8)
+    seen = []
+    real = ingest.iter_decoded_frames
+
+    def spy(path, **kw):
+        seen.append(kw["threads"])
+        return real(path, **kw)
+
+    monkeypatch.setattr(ingest, "iter_decoded_frames", spy)
+    s = convert_dataset(tmp_path / "src", tmp_path / "dst", ConvertOptions(workers=2))
+    assert (s.converted, seen) == (1, [2])
+
+
 def _bad_dataset(root):
     walk, run = root / "walk", root / "run"
     write_test_video(walk / "good1.mp4", 12)

@@ -1,4 +1,4 @@
-"""``vidnet benchmark-io``: clip loading speed of the store against JPEG folders, video, HDF5 and pure decode."""
+"""``vidnet benchmark-io``: clip loading speed of the store against JPEG folders, HDF5, video and pure decode."""
 
 from __future__ import annotations
 
@@ -40,25 +40,39 @@ def _ints(text: str, name: str) -> list[int]:
         raise UsageError(f"{name} {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
 
 
+def _ratio_text(r, colour: str) -> str:
+    return f"[{colour}]{r.median:.2f}x[/{colour}] ({r.low:.2f}-{r.high:.2f})"
+
+
+_VERDICT_COLOUR = {"met": "green", "not met": "red", "within noise": "yellow"}
+
+
 @app.command("benchmark-io")
 def benchmark_io(
     dataset: Annotated[Path, typer.Argument(help="A converted dataset (index.csv, labels.json, frames.db stores).")],
+    full: Annotated[bool, typer.Option(
+        "--full", help="The four original shapes (1536x4x80 384x8x112 96x16x158 48x16x224), 2 workers against 1, "
+                       "reduced-scale decode and worker memory (default: the 96x16x158 headline cell only).")] = False,
     shape: Annotated[list[str] | None, typer.Option(
-        "--shape", help="BATCHxFRAMESxSIZE, repeatable (default: 1536x4x80 384x8x112 96x16x158 48x16x224).")] = None,
+        "--shape", help="BATCHxFRAMESxSIZE, repeatable (default: 96x16x158; with --full the four shapes).")] = None,
     workers: Annotated[str, typer.Option(help="DataLoader worker counts, comma-separated (0 = main process).")] = "1",
-    formats: Annotated[str, typer.Option(help="Formats to compare: sqlite,jpg,video,hdf5,decode.")] =
-    "sqlite,jpg,video,hdf5,decode",
-    batches: Annotated[int | None, typer.Option(help="Timed batches per cell (default: from --max-clips).")] = None,
-    max_clips: Annotated[int, typer.Option(help="Clips timed per cell when --batches is not given.")] = 512,
-    repeat: Annotated[int, typer.Option(help="Timed rounds per cell (formats interleaved); the best counts.")] = 3,
+    formats: Annotated[str, typer.Option(help="Formats to compare: sqlite,jpg,hdf5,hdf5-jpeg,video,decode.")] =
+    "sqlite,jpg,hdf5,hdf5-jpeg,video,decode",
+    batches: Annotated[int | None, typer.Option(
+        help="Timed batches per cell and round (default: from --max-clips).")] = None,
+    max_clips: Annotated[int, typer.Option(help="Clips timed per cell and round when --batches is not given.")] = 192,
+    repeat: Annotated[int, typer.Option(
+        help="Timed rounds per cell (formats interleaved); the median is shown with the lowest and highest.")] = 5,
     scratch: Annotated[Path | None, typer.Option(
         help="Folder for the jpg/hdf5/video copies, kept and reused (default: a temporary folder, removed).")] = None,
     videos: Annotated[Path | None, typer.Option(
-        help="Decode the dataset's source videos (index.csv 'source' column) from this folder for 'video', "
-             "instead of re-encoding the stored frames to H.264.")] = None,
+        help="Folder of the dataset's source videos (index.csv 'source' column) for 'video' (default: DATASET; "
+             "when they are not found, the stored frames are re-encoded to H.264).")] = None,
     split: Annotated[str | None, typer.Option(help="Only videos of this split (default: all).")] = None,
-    rss_clips: Annotated[int, typer.Option(help="Clips for the worker memory measurement (0 skips).")] = 2000,
-    scaling: Annotated[bool, typer.Option(help="Measure sqlite with 2 workers against 1.")] = True,
+    rss_clips: Annotated[int | None, typer.Option(
+        help="Clips for the worker memory measurement (default: 2000 with --full, else 0: skipped).")] = None,
+    scaling: Annotated[bool | None, typer.Option(
+        help="Measure sqlite with 2 workers against 1 (default: with --full).")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same for every format).")] = 0,
     max_open: Annotated[int | None, typer.Option(
         help="Stores (and HDF5 files) kept open per worker, as the dataset's max_open (default: every video, "
@@ -72,14 +86,15 @@ def benchmark_io(
     """Measure end-to-end clips/s through a DataLoader for the store and the formats it replaces.
 
     Every format reads the same videos and frames with the same sampler, resize and batching; `decode`
-    (the JPEG bytes already in memory) is the physical limit and the reference of every ratio. The
-    comparison formats are written to --scratch first. See docs/data.md.
+    (the JPEG bytes already in memory) is the physical limit and the reference of every ratio. Each cell runs
+    --repeat interleaved rounds: the tables show the median with the lowest and highest round, and a target
+    is met, not met, or within noise. The comparison formats are written to --scratch first. See docs/data.md.
     """
-    from vidnet.data.benchmark import DEFAULT_SHAPES, BenchmarkOptions, parse_shape, run_benchmark
+    from vidnet.data.benchmark import FULL_SHAPES, QUICK_SHAPES, BenchmarkOptions, parse_shape, run_benchmark
     from vidnet.data.sampling import parse_interval
 
     setup_logging(-1)
-    shapes = [parse_shape(s) for s in shape] if shape else list(DEFAULT_SHAPES)
+    shapes = [parse_shape(s) for s in shape] if shape else list(FULL_SHAPES if full else QUICK_SHAPES)
     opts = BenchmarkOptions(
         shapes=shapes,
         workers=_ints(workers, "--workers"),
@@ -93,8 +108,9 @@ def benchmark_io(
         seed=seed,
         max_open=max_open,
         frame_interval=parse_interval(frame_interval),
-        rss_clips=rss_clips,
-        scaling=scaling,
+        rss_clips=rss_clips if rss_clips is not None else (2000 if full else 0),
+        scaling=scaling if scaling is not None else full,
+        reduced=full,
         scaling_shape=(96, 16, 112) if not shape else shapes[0],
     )
 
@@ -105,44 +121,55 @@ def benchmark_io(
     report = run_benchmark(dataset, opts, on_stage=stage)
     out = Console()
     if not out.is_terminal:
-        out = Console(width=140)  # whole rows in files and pipes
-    table = Table(title=f"benchmark-io {dataset}: {report.videos} videos, {report.frames_per_video:.0f} frames "
-                        f"of {report.stored_size[0]}x{report.stored_size[1]} per video, frame interval "
-                        f"{report.frame_interval}, {report.max_open} open per worker")
-    for col in ("format", "batch x T x S", "workers", "clips/s", "frames/s", "MB/s", "KB/video", "vs decode"):
+        out = Console(width=150)  # whole rows in files and pipes
+    out.print(f"benchmark-io {dataset}: {report.videos} videos, {report.frames_per_video:.0f} frames of "
+              f"{report.stored_size[0]}x{report.stored_size[1]} per video, frame interval {report.frame_interval}, "
+              f"{report.max_open} open per worker; each figure the median of {report.rounds} interleaved rounds, "
+              f"with the lowest and highest round", soft_wrap=True)
+    table = Table()
+    for col in ("format", "batch x T x S", "workers", "clips/s", "rounds", "frames/s", "MB/s", "KB/frame",
+                "vs decode (rounds)"):
         table.add_column(col, justify="left" if col == "format" else "right")
     for c in report.cells:
-        colour = _colour(c.ratio_to_decode, 0.95, 0.5)
-        ratio = f"[{colour}]{c.ratio_to_decode:.2f}x[/{colour}]" if c.ratio_to_decode is not None else "-"
-        table.add_row(c.format, f"{c.batch}x{c.frames}x{c.size}", str(c.workers), f"[{colour}]{c.clips_per_s:,.0f}"
-                      f"[/{colour}]", f"{c.frames_per_s:,.0f}", f"{c.mb_per_s:,.1f}", f"{c.bytes_per_video / 1e3:,.0f}",
-                      ratio)
+        r = c.ratio
+        colour = _colour(r.median if r else None, 0.95, 0.5)
+        table.add_row(c.format, f"{c.batch}x{c.frames}x{c.size}", str(c.workers),
+                      f"[{colour}]{c.clips_per_s:,.0f}[/{colour}]",
+                      f"{c.clips_per_s_low:,.0f}-{c.clips_per_s_high:,.0f}",
+                      f"{c.frames_per_s:,.0f}", f"{c.mb_per_s:,.1f}", f"{c.bytes_per_frame / 1e3:,.1f}",
+                      _ratio_text(r, colour) if r else "-")
     out.print(table)
-    out.print(f"video: {report.video_source}")
+    out.print(f"video: {report.video_source}", soft_wrap=True)
     if report.reduced_decode:
         r = report.reduced_decode
         parts = [f"1/{d}: full {r[f'1/{d}_full_us']:.0f} us, reduced {r[f'1/{d}_reduced_us']:.0f} us per frame "
-                 f"({r[f'1/{d}_speedup']:.2f}x)" for d in (2, 4) if f"1/{d}_speedup" in r]
+                 f"({r[f'1/{d}_speedup']:.2f}x, {r[f'1/{d}_speedup_low']:.2f}-{r[f'1/{d}_speedup_high']:.2f})"
+                 for d in (2, 4) if f"1/{d}_speedup" in r]
         out.print("reduced-scale decode + resize vs full decode + resize, same output: " + "; ".join(parts))
     if report.scaling:
         s = report.scaling
         out.print(f"scaling ({s['shape']}, {s['cpus']} CPUs): 1 worker {s['1_worker_clips_per_s']:,.0f} clips/s, "
-                  f"2 workers {s['2_workers_clips_per_s']:,.0f} clips/s ({s['speedup']:.2f}x)")
+                  f"2 workers {s['2_workers_clips_per_s']:,.0f} clips/s ({s['speedup']:.2f}x, "
+                  f"{s['speedup_low']:.2f}-{s['speedup_high']:.2f})")
     if report.rss:
         r = report.rss
         out.print(f"worker RSS (private) over {r['clips']} clips: {r['private_after_first_batch_mb']:.0f} MB after the "
                   f"first batch, {r['private_end_mb']:.0f} MB at the end (growth {r['growth_mb']:+.1f} MB, "
                   f"peak {r['peak_growth_mb']:+.1f})")
-    targets = Table(title="targets (issue 3)")
-    for col in ("target", "cell", "measured", "need", ""):
+    targets = Table(title="targets: met when every round meets the need, not met when none does")
+    for col in ("target", "cell", "median", "rounds", "need", ""):
         targets.add_column(col, justify="left" if col in ("target", "cell") else "right")
     for t in report.targets:
-        lower_is_better = "RSS" in t["target"]
-        colour = "green" if t["met"] else "red"
-        verdict = "[green]met" if t["met"] else "[red]not met"
-        targets.add_row(t["target"], t["cell"], f"[{colour}]{shown_value(t['value'], t['need'])}[/{colour}]",
-                        f"{'<' if lower_is_better else '>='} {t['need']:g}", verdict)
+        colour = _VERDICT_COLOUR[t["verdict"]]
+        need = t["need"]
+        targets.add_row(t["target"], t["cell"], f"[{colour}]{shown_value(t['value'], need)}[/{colour}]",
+                        f"{shown_value(t['low'], need)}-{shown_value(t['high'], need)}" if t["low"] != t["high"]
+                        else "", f"{'<=' if t['lower_is_better'] else '>='} {need:g}",
+                        f"[{colour}]{t['verdict']}[/{colour}]")
     out.print(targets)
+    load = ", ".join(f"{v:.2f}" for v in report.load)
+    out.print(f"{report.seconds:.0f} s on {report.cpus} CPUs, load average {load} at the end (1, 5, 15 min)",
+              soft_wrap=True)
     if json_file is not None:
         atomic_write_text(json_file, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
         out.print(f"wrote {json_file}")

@@ -3,18 +3,24 @@
 What is measured. Every format goes through the same pipeline: `VideoClipDataset` (same `RandomClip`
 sampler and seed, so the same videos and frames), a transform that resizes the short side to S and takes
 the centre S x S crop, uint8 tensors, a real ``torch.utils.data.DataLoader`` (same shuffled order) with
-``--workers`` processes. Only the frame reading differs:
+``--workers`` processes. Only the frame reading differs, and each format is read the way its users read it,
+as fast as it can be read correctly:
 
 * ``sqlite``: the dataset's frames.db stores (one SQL statement per clip, per-worker LRU of connections);
 * ``jpg``: a folder per video of the very same JPEG bytes (``frame_00001.jpg``...), one file read per frame;
-* ``hdf5``: one ``.h5`` file per video holding the decoded frames as raw uint8 ``[T, H, W, 3]``
-  (one chunk per frame, uncompressed), files kept open in the same per-worker LRU as the stores;
-* ``video``: an H.264 file per video decoded with PyAV, seeking to the key frame before the clip
-  (`vidnet.data.video.read_video_frames`). By default the stored frames are re-encoded in the scratch
-  folder (libx264, CRF 18, preset veryfast, libx264's default key-frame interval of 250 frames, i.e. one key
-  frame per sample video), so every format holds the same frames; ``--videos DIR`` decodes the dataset's
-  own sources instead (index.csv ``source`` column, relative to DIR), whose frames are those the store
-  was made from when conversion kept every frame;
+* ``hdf5``: one ``.h5`` file per video holding the decoded frames as raw uint8 ``[T, H, W, 3]``, one chunk
+  per frame, uncompressed. Each distinct frame of a clip is one chunk read (``read_direct_chunk``, which
+  skips h5py's selection machinery): on 640x272 frames 1.3 ms for 16 frames against 1.9 ms for sixteen
+  ``ds[i]`` reads, 3.6 ms for a strided slice and 825 ms for one fancy-index read ``ds[[10, 12, ...]]`` (h5py
+  builds a selection per index). Files stay open in the same per-worker LRU as the stores. Nothing to decode;
+* ``hdf5-jpeg``: one ``.h5`` file per video holding the same JPEG bytes as a 1-D variable-length uint8
+  dataset ``video`` (the layout of Kensho Hara's 3D-ResNets-PyTorch tools, ``util_scripts/generate_video_hdf5.py``,
+  read there as ``video_data[i]`` per frame; files stay open here, where that loader opens one per clip);
+* ``video``: a video file per video decoded with PyAV, seeking to the key frame before the clip
+  (`vidnet.data.video.read_video_frames`). The dataset's own source files when the index names them
+  (``source`` column) and they are found: relative to ``--videos DIR``, or, without it, relative to the
+  dataset folder. Otherwise the stored frames are re-encoded in the scratch folder (libx264, CRF 18,
+  preset veryfast, key-frame interval 250), so that every format holds the same frames;
 * ``decode``: the same JPEG bytes already in memory (loaded before the workers start), so only decoding,
   resizing and batching remain: the physical limit of a JPEG store.
 
@@ -22,16 +28,22 @@ JPEG formats use the same reduced-scale DCT decode rule (`vidnet.data.dataset.de
 
 Timing. Each cell's loaders (one per format, persistent workers) first run a short warm-up epoch of one
 batch per worker (worker start, imports, first opens), consumed to the end so that no work is left running.
-Then every format runs ``repeat`` timed epochs, formats interleaved, and the best epoch counts (the one
-least disturbed by other processes). An epoch is timed from the moment its iterator exists to the arrival
-of its last batch: every clip is produced inside the interval (never the dequeue of a batch prefetched
+Then every format runs ``repeat`` timed epochs in interleaved rounds (round r starts with a different format,
+so that no format always follows the same one). An epoch is timed from the moment its iterator exists to the
+arrival of its last batch: every clip is produced inside the interval (never the dequeue of a batch prefetched
 before the clock started), and the number of batches is a multiple of the worker count so that every
 worker produces the same number of whole batches. The same indices are drawn in every epoch and format.
 
+Noise is reported, not hidden: a cell's figure is the median over its rounds, with the lowest and highest
+round beside it, and a ratio to ``decode`` is taken round by round (the two epochs of one round ran seconds
+apart, under the same load), then summarised the same way. A target is "met" when every round's ratio meets
+it, "not met" when none does, and "within noise" when the rounds fall on both sides.
+
 Figures: clips/s, frames/s (clips/s x T), MB/s (frames/s x the format's stored bytes per frame: how fast
-the storage must deliver), bytes on disk per video, and each format's ratio to ``decode`` in the same
-cell. Also measured: reduced-scale decode against full decode + resize for the same output, worker RSS
-growth over ``rss_clips`` clips (private resident memory from ``/proc/self/statm``), and 2 workers against 1.
+the storage must deliver), bytes on disk per frame, and each format's ratio to ``decode`` in the same cell.
+With ``full`` (``--full``): the four clip shapes of the original, reduced-scale decode against full decode +
+resize for the same output, worker RSS growth over ``rss_clips`` clips (private resident memory from
+``/proc/self/statm``), and 2 workers against 1.
 """
 
 from __future__ import annotations
@@ -63,23 +75,29 @@ from vidnet.errors import ClipError, UsageError, VidnetError
 
 __all__ = [
     "FORMATS",
-    "DEFAULT_SHAPES",
+    "QUICK_SHAPES",
+    "FULL_SHAPES",
     "Shape",
     "BenchmarkOptions",
     "CellResult",
     "BenchmarkReport",
+    "Spread",
     "parse_shape",
     "run_benchmark",
+    "read_hdf5_frames",
     "rss_bytes",
+    "verdict",
 ]
 
 log = get_logger(__name__)
 
-FORMATS = ("sqlite", "jpg", "video", "hdf5", "decode")
+FORMATS = ("sqlite", "jpg", "hdf5", "hdf5-jpeg", "video", "decode")
 Shape = tuple[int, int, int]
 """(batch size, frames per clip, output side)."""
-DEFAULT_SHAPES: tuple[Shape, ...] = ((1536, 4, 80), (384, 8, 112), (96, 16, 158), (48, 16, 224))
-"""The clip shapes the original reported (batch, frames, size)."""
+QUICK_SHAPES: tuple[Shape, ...] = ((96, 16, 158),)
+"""The default: the original's headline shape (batch, frames, size)."""
+FULL_SHAPES: tuple[Shape, ...] = ((1536, 4, 80), (384, 8, 112), (96, 16, 158), (48, 16, 224))
+"""The clip shapes the original reported (``--full``)."""
 
 
 def parse_shape(text: str) -> Shape:
@@ -110,6 +128,30 @@ def rss_bytes(*, private: bool = False) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class Spread:
+    """A figure measured in several rounds: the median, and the lowest and highest round."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        return cls(float(np.median(values)), float(min(values)), float(max(values)))
+
+
+def verdict(value: Spread, need: float, *, lower_is_better: bool = False) -> str:
+    """``met`` when every round meets ``need``, ``not met`` when none does, ``within noise`` otherwise."""
+    lo, hi = (-value.high, -value.low) if lower_is_better else (value.low, value.high)
+    need = -need if lower_is_better else need
+    if lo >= need:
+        return "met"
+    if hi < need:
+        return "not met"
+    return "within noise"
+
+
 @dataclass
 class BenchmarkOptions:
     """Options of ``vidnet benchmark-io``.
@@ -118,16 +160,17 @@ class BenchmarkOptions:
         shapes: (batch, frames, size) cells to measure.
         workers: DataLoader worker counts (0 = in the main process).
         formats: formats to compare (see `FORMATS`); ``decode`` is the reference of every ratio.
-        batches: timed batches per cell; None derives it from ``max_clips``.
-        max_clips: clips timed per cell when ``batches`` is None (at least one batch).
-        repeat: timed rounds per cell, formats interleaved; the best round counts (the least disturbed by
-            other processes on the machine).
+        batches: timed batches per cell and round; None derives it from ``max_clips``.
+        max_clips: clips timed per cell and round when ``batches`` is None (at least one batch).
+        repeat: timed rounds per cell, formats interleaved; the median counts and the spread is shown.
         scratch: folder for the comparison formats (kept, and reused by later runs); None: a temporary one.
-        videos: decode the dataset's source videos from here instead of re-encoding the stored frames.
+        videos: decode the dataset's source videos (index.csv ``source``) from here; None: look for them
+            relative to the dataset folder, and re-encode the stored frames when they are not all there.
         split: only videos of this split (None: all).
         seed: sampling seed (the same for every format).
         rss_clips: clips loaded by one worker for the memory measurement (0 skips it).
-        scaling: measure sqlite with 2 workers against 1 (the shape ``scaling_shape``).
+        scaling: measure sqlite with 2 workers against 1 (the shape ``scaling_shape``), interleaved.
+        reduced: measure reduced-scale decode against full decode + resize.
         scaling_shape: the shape of the scaling and memory measurements.
         max_open: per-worker open stores/files (the dataset's ``max_open``; None: its default, every video
             within the open-file limit).
@@ -136,18 +179,19 @@ class BenchmarkOptions:
             4-6). Only ``video`` depends on it: it decodes every frame between the clip's first and last.
     """
 
-    shapes: Sequence[Shape] = DEFAULT_SHAPES
+    shapes: Sequence[Shape] = QUICK_SHAPES
     workers: Sequence[int] = (1,)
     formats: Sequence[str] = FORMATS
     batches: int | None = None
-    max_clips: int = 512
-    repeat: int = 3
+    max_clips: int = 192
+    repeat: int = 5
     scratch: Path | None = None
     videos: Path | None = None
     split: str | None = None
     seed: int = 0
-    rss_clips: int = 2000
-    scaling: bool = True
+    rss_clips: int = 0
+    scaling: bool = False
+    reduced: bool = False
     scaling_shape: Shape = (96, 16, 112)
     max_open: int | None = None
     frame_interval: int | Sequence[int] = 2
@@ -170,7 +214,7 @@ class BenchmarkOptions:
 
 @dataclass
 class CellResult:
-    """One format at one shape and worker count."""
+    """One format at one shape and worker count: per-round figures and their summaries."""
 
     format: str
     batch: int
@@ -178,12 +222,26 @@ class CellResult:
     size: int
     workers: int
     clips: int
-    seconds: float
+    """Clips per round."""
+    round_clips_per_s: list[float]
     clips_per_s: float
+    """Median over the rounds."""
+    clips_per_s_low: float
+    clips_per_s_high: float
     frames_per_s: float
     mb_per_s: float
+    bytes_per_frame: float
     bytes_per_video: float
     ratio_to_decode: float | None = None
+    """Median over the rounds of this format's clips/s over decode's in the same round."""
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+
+    @property
+    def ratio(self) -> Spread | None:
+        if self.ratio_to_decode is None:
+            return None
+        return Spread(self.ratio_to_decode, self.ratio_low, self.ratio_high)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -197,10 +255,14 @@ class BenchmarkReport:
     video_source: str
     max_open: int = 0
     frame_interval: str = ""
+    rounds: int = 0
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cpus: int = 0
+    seconds: float = 0.0
     cells: list[CellResult] = field(default_factory=list)
     reduced_decode: dict[str, float] = field(default_factory=dict)
     rss: dict[str, float] = field(default_factory=dict)
-    scaling: dict[str, float] = field(default_factory=dict)
+    scaling: dict[str, Any] = field(default_factory=dict)
     targets: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -291,7 +353,38 @@ def _open_h5(path: Path) -> Any:
     return h5py.File(path, "r")
 
 
+def read_hdf5_frames(ds: Any, frames: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Frames ``frames`` (0-based, any order, repeats allowed) of an h5py ``[T, H, W, C]`` uint8 dataset.
+
+    Each distinct frame is read once. A dataset stored one uncompressed chunk per frame (the layout
+    benchmark-io writes) is read chunk by chunk with ``read_direct_chunk``, which copies the chunk's bytes
+    without building an h5py selection; any other layout frame by frame (``ds[i]``), or as one slice when
+    the frames are consecutive. A fancy index ``ds[[i, j, ...]]`` is never used: h5py turns it into one
+    hyperslab per index, hundreds of times slower on a chunked dataset.
+    """
+    idx = np.asarray(frames, dtype=np.int64).reshape(-1)
+    unique = np.unique(idx)
+    if len(unique) and (unique[0] < 0 or unique[-1] >= ds.shape[0]):
+        raise IndexError(f"frame {int(unique[-1] if unique[-1] >= ds.shape[0] else unique[0])} out of range: "
+                         f"the file holds {ds.shape[0]} frames")
+    shape = tuple(ds.shape[1:])
+    out = np.empty((len(unique), *shape), np.uint8)
+    plain = ds.compression is None and not ds.shuffle and not ds.fletcher32 and ds.scaleoffset is None
+    if ds.chunks == (1, *shape) and plain and ds.dtype == np.uint8:
+        for k, i in enumerate(unique.tolist()):
+            _, chunk = ds.id.read_direct_chunk((i, *(0,) * len(shape)))
+            out[k] = np.frombuffer(chunk, np.uint8).reshape(shape)
+    elif len(unique) and unique[-1] - unique[0] + 1 == len(unique):
+        out[:] = ds[int(unique[0]) : int(unique[-1]) + 1]
+    else:
+        for k, i in enumerate(unique.tolist()):
+            out[k] = ds[i]
+    return out[np.searchsorted(unique, idx)]
+
+
 class _Hdf5Dataset(VideoClipDataset):
+    """Raw uint8 frames in HDF5: nothing to decode."""
+
     def __init__(self, root: Path, *, folder: Path, **kw: Any) -> None:
         super().__init__(root, **kw)
         self.folder = folder
@@ -299,9 +392,22 @@ class _Hdf5Dataset(VideoClipDataset):
 
     def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         row = self.rows[index]
-        unique = np.unique(frames)  # h5py selections must be increasing
-        data = self.files.get(self.folder / f"{row.path}.h5")["video"][unique.tolist()]
-        return data[np.searchsorted(unique, frames)]
+        with self._clip_errors(row):
+            return read_hdf5_frames(self.files.get(self.folder / f"{row.path}.h5")["video"], frames)
+
+
+class _Hdf5JpegDataset(VideoClipDataset):
+    """JPEG bytes in an HDF5 variable-length uint8 dataset, one element per frame (3D-ResNets-PyTorch)."""
+
+    def __init__(self, root: Path, *, folder: Path, **kw: Any) -> None:
+        super().__init__(root, **kw)
+        self.folder = folder
+        self.files = _ProcessLRU(self.max_open, _open_h5)
+
+    def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
+        row = self.rows[index]
+        video = self.files.get(self.folder / f"{row.path}.h5")["video"]
+        return _decode_jpegs(self, row, frames, out, lambda unique: [video[i] for i in unique])
 
 
 class _VideoDataset(VideoClipDataset):
@@ -344,6 +450,23 @@ def _make_hdf5(args: tuple[Path, Path]) -> int:
     return out.stat().st_size
 
 
+def _make_hdf5_jpeg(args: tuple[Path, Path]) -> int:
+    import h5py
+
+    store_dir, out = args
+    if not out.is_file():
+        with FrameStore(store_dir) as store:
+            blobs = store.get_bytes(range(len(store)))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        with h5py.File(tmp, "w") as f:
+            video = f.create_dataset("video", (len(blobs),), dtype=h5py.vlen_dtype(np.uint8))
+            for i, blob in enumerate(blobs):
+                video[i] = np.frombuffer(blob, np.uint8)
+        os.replace(tmp, out)
+    return out.stat().st_size
+
+
 def _make_video(args: tuple[Path, Path]) -> int:
     from vidnet.data.sample import write_video
 
@@ -358,12 +481,35 @@ def _make_video(args: tuple[Path, Path]) -> int:
     return out.stat().st_size
 
 
+_BUILDERS = {"jpg": (_make_jpg, ""), "hdf5": (_make_hdf5, ".h5"), "hdf5-jpeg": (_make_hdf5_jpeg, ".h5"),
+             "video": (_make_video, ".mp4")}
+
+
 def _build(kind: str, jobs: list[tuple[Path, Path]], processes: int) -> list[int]:
-    fn = {"jpg": _make_jpg, "hdf5": _make_hdf5, "video": _make_video}[kind]
+    fn = _BUILDERS[kind][0]
     if processes <= 1 or len(jobs) < 4:
         return [fn(j) for j in jobs]
     with process_pool(processes) as pool:
         return pool.map(fn, jobs, chunksize=4)
+
+
+def _source_videos(rows: list[IndexRow], root: Path, videos: Path | None) -> dict[str, Path] | None:
+    """Each row's source video file (index.csv ``source``, relative to ``videos``, or without it to the dataset
+    folder ``root``), or None when the index names none or one is not found. With ``videos`` given, a missing
+    one is a usage error naming it. A path that leads outside its folder is never followed."""
+    base = (videos if videos is not None else root).resolve()
+    files = {}
+    for row in rows:
+        src = row.extra.get("source")
+        path = (base / src).resolve() if src else None
+        if path is not None and not path.is_relative_to(base):
+            raise UsageError(f"{root / 'index.csv'}: source {src!r} of {row.path} leads outside {base}")
+        if path is None or not path.is_file():
+            if videos is not None:
+                raise UsageError(f"{videos}: no source video for {row.path} (index.csv source={src!r})")
+            return None
+        files[row.path] = path
+    return files
 
 
 # -- measuring ------------------------------------------------------------------------------------------------
@@ -395,30 +541,28 @@ def _timed_batches(batch: int, workers: int, opts: BenchmarkOptions) -> int:
     return math.ceil(n / w) * w
 
 
-def _measure(datasets: dict[str, VideoClipDataset], shape: Shape, workers: int, opts: BenchmarkOptions
-             ) -> dict[str, tuple[int, float]]:
-    """Clips and best time of each format over ``opts.repeat`` interleaved rounds (after a warm-up epoch)."""
-    batch = shape[0]
-    timed = _timed_batches(batch, workers, opts)
-    loaders = {fmt: _loader(ds, batch, workers, batch * max(1, workers), opts.seed) for fmt, ds in datasets.items()}
+def _measure(entries: dict[str, tuple[VideoClipDataset, int]], batch: int, opts: BenchmarkOptions
+             ) -> dict[str, list[tuple[int, float]]]:
+    """(clips, seconds) of each entry (a dataset and a worker count) in each of ``opts.repeat`` interleaved
+    rounds, after a warm-up epoch. Round r starts with entry r (mod the number of entries)."""
+    loaders = {k: _loader(ds, batch, w, batch * max(1, w), opts.seed) for k, (ds, w) in entries.items()}
     # Warm-up: one whole short epoch per loader (workers start, imports, first opens), so no work is left
     # running in the background when the timed epochs start.
-    for loader in loaders.values():
+    for k, loader in loaders.items():
         for _ in loader:
             pass
-        loader.sampler.n = batch * timed  # type: ignore[attr-defined]
-    best: dict[str, tuple[int, float]] = {}
-    for _ in range(opts.repeat):
-        for fmt, loader in loaders.items():
-            it = iter(loader)  # a persistent loader's reset happens here, outside the clock
+        loader.sampler.n = batch * _timed_batches(batch, entries[k][1], opts)  # type: ignore[attr-defined]
+    rounds: dict[str, list[tuple[int, float]]] = {k: [] for k in loaders}
+    keys = list(loaders)
+    for r in range(opts.repeat):
+        for k in keys[r % len(keys):] + keys[: r % len(keys)]:
+            it = iter(loaders[k])  # a persistent loader's reset happens here, outside the clock
             t0 = time.perf_counter()
             n = sum(b["clip"].shape[0] for b in it)
-            seconds = time.perf_counter() - t0
-            if fmt not in best or seconds < best[fmt][1]:
-                best[fmt] = (n, seconds)
+            rounds[k].append((n, time.perf_counter() - t0))
     del loaders, it
     gc.collect()  # shuts the persistent workers down before the next cell
-    return best
+    return rounds
 
 
 class _RssDataset(_SqliteDataset):
@@ -441,9 +585,10 @@ def _measure_rss(make: Callable[..., VideoClipDataset], shape: Shape, clips: int
             "growth_mb": (last - first) / 2**20, "peak_growth_mb": (peak - first) / 2**20}
 
 
-def _measure_reduced(ds: VideoClipDataset, blobs: dict[str, list[bytes]], stored: tuple[int, int], seed: int,
+def _measure_reduced(blobs: dict[str, list[bytes]], stored: tuple[int, int], seed: int, rounds: int,
                      frames: int = 1500) -> dict[str, float]:
-    """Per-frame decode + transform time for an output half (and a quarter) the stored size."""
+    """Per-frame decode + transform time for an output half (and a quarter) the stored size, full decode and
+    reduced-scale decode interleaved in ``rounds`` rounds; the speed-up is taken round by round."""
     rng = np.random.default_rng(seed)
     all_blobs = [b for video in blobs.values() for b in video]
     sample = [all_blobs[i] for i in rng.integers(0, len(all_blobs), min(frames, len(all_blobs)))]
@@ -454,19 +599,20 @@ def _measure_reduced(ds: VideoClipDataset, blobs: dict[str, list[bytes]], stored
             continue
         transform = ClipEval(EvalConfig(resize_short=side, crop_size=side))
         min_size = decode_size(transform, stored, (side, side))
-        times = {}
-        for name, ms in (("full", None), ("reduced", min_size)):
-            mh, mw = ms or (0, 0)
-            best = math.inf
-            for _ in range(3):
+        times: dict[str, list[float]] = {"full": [], "reduced": []}
+        for _ in range(rounds):
+            for name, ms in (("full", None), ("reduced", min_size)):
+                mh, mw = ms or (0, 0)
                 t0 = time.perf_counter()
                 for blob in sample:
                     transform(decode_jpeg(blob, min_height=mh, min_width=mw)[None])
-                best = min(best, time.perf_counter() - t0)
-            times[name] = best / len(sample) * 1e6
-        out[f"1/{denom}_full_us"] = times["full"]
-        out[f"1/{denom}_reduced_us"] = times["reduced"]
-        out[f"1/{denom}_speedup"] = times["full"] / times["reduced"]
+                times[name].append((time.perf_counter() - t0) / len(sample) * 1e6)
+        speedup = Spread.of([f / r for f, r in zip(times["full"], times["reduced"], strict=True)])
+        out[f"1/{denom}_full_us"] = float(np.median(times["full"]))
+        out[f"1/{denom}_reduced_us"] = float(np.median(times["reduced"]))
+        out[f"1/{denom}_speedup"] = speedup.median
+        out[f"1/{denom}_speedup_low"] = speedup.low
+        out[f"1/{denom}_speedup_high"] = speedup.high
     return out
 
 
@@ -487,6 +633,7 @@ def run_benchmark(
     Returns:
         The report, with the ratios to ``decode`` and the target checks filled in.
     """
+    t_start = time.perf_counter()
     root = Path(root)
     stage = on_stage or (lambda text: log.info("%s", text))
     base = VideoClipDataset(root, opts.split, transform=lambda c, r, size: c)
@@ -500,7 +647,7 @@ def run_benchmark(
         try:
             with FrameStore(path) as store:
                 stored[row.path] = (store.meta.height, store.meta.width)
-                if "decode" in opts.formats or "jpg" in opts.formats:
+                if "decode" in opts.formats or opts.reduced:
                     blobs[row.path] = store.get_bytes(range(len(store)))
                 frames_total += len(store)
         except VidnetError as err:
@@ -509,9 +656,11 @@ def run_benchmark(
     sizes = set(stored.values())
     stored_size = max(sizes, key=lambda hw: list(stored.values()).count(hw))
 
+    sources = _source_videos(rows, root, opts.videos) if "video" in opts.formats else None
+    builds = [k for k in ("jpg", "hdf5", "hdf5-jpeg", "video") if k in opts.formats and not (k == "video" and sources)]
     tmp = None
     scratch = opts.scratch
-    if scratch is None and any(f in opts.formats for f in ("jpg", "hdf5", "video")):
+    if scratch is None and builds:
         tmp = scratch = Path(tempfile.mkdtemp(prefix="vidnet-bench-"))
     processes = max(1, min(os.cpu_count() or 1, 8))
     disk: dict[str, float] = {"sqlite": store_bytes / len(rows),
@@ -519,35 +668,25 @@ def run_benchmark(
     video_source = "-"
     try:
         extra: dict[str, dict[str, Any]] = {}
-        for kind in ("jpg", "hdf5", "video"):
-            if kind not in opts.formats:
-                continue
+        if sources:
+            disk["video"] = sum(p.stat().st_size for p in sources.values()) / len(rows)
+            extra["video"] = {"files": sources}
+            where = opts.videos if opts.videos is not None else root
+            video_source = f"the dataset's source videos ({where})"
+        for kind in builds:
             assert scratch is not None
-            if kind == "video" and opts.videos is not None:
-                files = {}
-                for row in rows:
-                    src = row.extra.get("source")
-                    if not src or not (opts.videos / src).is_file():
-                        raise UsageError(f"{opts.videos}: no source video for {row.path} (index.csv source={src!r})")
-                    files[row.path] = opts.videos / src
-                disk["video"] = sum(p.stat().st_size for p in files.values()) / len(rows)
-                extra["video"] = {"files": files}
-                video_source = f"source videos in {opts.videos}"
-                continue
             stage(f"{kind} copy of {len(rows)} videos in {scratch / kind} (writing the ones not there yet)")
-            suffix = {"jpg": "", "hdf5": ".h5", "video": ".mp4"}[kind]
-            jobs = [(root / r.path, scratch / kind / f"{r.path}{suffix}") for r in rows]
+            jobs = [(root / r.path, scratch / kind / f"{r.path}{_BUILDERS[kind][1]}") for r in rows]
             disk[kind] = sum(_build(kind, jobs, processes)) / len(rows)
-            if kind == "jpg":
-                extra[kind] = {"folder": scratch / kind}
-            elif kind == "hdf5":
-                extra[kind] = {"folder": scratch / kind}
-            else:
+            if kind == "video":
                 extra[kind] = {"files": {r.path: j[1] for r, j in zip(rows, jobs, strict=True)}}
-                video_source = "stored frames re-encoded to H.264 (libx264 CRF 18, veryfast, key-frame interval 250)"
+                video_source = ("stored frames re-encoded to H.264 (libx264 CRF 18, veryfast, key-frame interval "
+                                "250): the index names no source video found (give --videos DIR)")
+            else:
+                extra[kind] = {"folder": scratch / kind}
 
-        classes = {"sqlite": _SqliteDataset, "jpg": _JpgDataset, "hdf5": _Hdf5Dataset, "video": _VideoDataset,
-                   "decode": _DecodeDataset}
+        classes = {"sqlite": _SqliteDataset, "jpg": _JpgDataset, "hdf5": _Hdf5Dataset, "hdf5-jpeg": _Hdf5JpegDataset,
+                   "video": _VideoDataset, "decode": _DecodeDataset}
         kwargs = {**extra, "decode": {"blobs": blobs}}
 
         def make(cls, t: int, s: int, fmt: str = "sqlite") -> VideoClipDataset:
@@ -556,43 +695,50 @@ def run_benchmark(
                        max_open=opts.max_open, **kwargs.get(fmt, {}))
 
         report = BenchmarkReport(str(root), len(rows), frames_total / len(rows), stored_size, video_source,
-                                 max_open=base.max_open, frame_interval=format_interval(opts.frame_interval))
-        per_frame = {f: disk[f] / (frames_total / len(rows)) for f in disk}
+                                 max_open=base.max_open, frame_interval=format_interval(opts.frame_interval),
+                                 rounds=opts.repeat, cpus=os.cpu_count() or 1)
+        per_video_frames = frames_total / len(rows)
         for shape in opts.shapes:
             for workers in opts.workers:
-                stage(f"{'x'.join(map(str, shape))} with {workers} worker(s): {', '.join(opts.formats)}")
-                datasets = {fmt: make(classes[fmt], shape[1], shape[2], fmt) for fmt in opts.formats}
-                for fmt, (clips, seconds) in _measure(datasets, shape, workers, opts).items():
-                    cps = clips / seconds
-                    cell = CellResult(fmt, *shape, workers, clips, seconds, cps, cps * shape[1],
-                                      cps * shape[1] * per_frame[fmt] / 1e6, disk[fmt])
+                stage(f"{'x'.join(map(str, shape))} with {workers} worker(s): {', '.join(opts.formats)}, "
+                      f"{opts.repeat} rounds")
+                entries = {fmt: (make(classes[fmt], shape[1], shape[2], fmt), workers) for fmt in opts.formats}
+                measured = _measure(entries, shape[0], opts)
+                ref = measured.get("decode")
+                for fmt, rounds in measured.items():
+                    speeds = [n / s for n, s in rounds]
+                    speed = Spread.of(speeds)
+                    per_frame = disk[fmt] / per_video_frames
+                    ratio = Spread.of([a / (n / s) for a, (n, s) in zip(speeds, ref, strict=True)]) if ref else None
+                    cell = CellResult(fmt, *shape, workers, rounds[0][0], speeds, speed.median, speed.low, speed.high,
+                                      speed.median * shape[1], speed.median * shape[1] * per_frame / 1e6, per_frame,
+                                      disk[fmt], ratio.median if ratio else None, ratio.low if ratio else None,
+                                      ratio.high if ratio else None)
                     report.cells.append(cell)
                     if on_result:
                         on_result(cell)
-        for cell in report.cells:
-            ref = next((c for c in report.cells if c.format == "decode" and (c.batch, c.frames, c.size, c.workers)
-                        == (cell.batch, cell.frames, cell.size, cell.workers)), None)
-            cell.ratio_to_decode = cell.clips_per_s / ref.clips_per_s if ref else None
 
-        if blobs:
+        if opts.reduced and blobs:
             stage("reduced-scale decode against full decode + resize")
-            report.reduced_decode = _measure_reduced(base, blobs, stored_size, opts.seed)
+            report.reduced_decode = _measure_reduced(blobs, stored_size, opts.seed, opts.repeat)
         if opts.scaling:
-            have = {c.workers: c for c in report.cells if c.format == "sqlite"
-                    and (c.batch, c.frames, c.size) == tuple(opts.scaling_shape)}
-            for w in (1, 2):
-                if w not in have:
-                    stage(f"sqlite {'x'.join(map(str, opts.scaling_shape))} with {w} worker(s) (scaling)")
-                    ds = make(_SqliteDataset, *opts.scaling_shape[1:])
-                    clips, seconds = _measure({"sqlite": ds}, opts.scaling_shape, w, opts)["sqlite"]
-                    have[w] = CellResult("sqlite", *opts.scaling_shape, w, clips, seconds, clips / seconds, 0, 0, 0)
+            stage(f"sqlite {'x'.join(map(str, opts.scaling_shape))} with 1 and 2 workers (scaling), "
+                  f"{opts.repeat} rounds")
+            entries = {f"{w}": (make(_SqliteDataset, *opts.scaling_shape[1:]), w) for w in (1, 2)}
+            measured = _measure(entries, opts.scaling_shape[0], opts)
+            one = [n / s for n, s in measured["1"]]
+            two = [n / s for n, s in measured["2"]]
+            speedup = Spread.of([b / a for a, b in zip(one, two, strict=True)])
             report.scaling = {"shape": "x".join(map(str, opts.scaling_shape)), "1_worker_clips_per_s":
-                              have[1].clips_per_s, "2_workers_clips_per_s": have[2].clips_per_s,
-                              "speedup": have[2].clips_per_s / have[1].clips_per_s, "cpus": os.cpu_count() or 1}
+                              float(np.median(one)), "2_workers_clips_per_s": float(np.median(two)),
+                              "speedup": speedup.median, "speedup_low": speedup.low, "speedup_high": speedup.high,
+                              "cpus": os.cpu_count() or 1}
         if opts.rss_clips:
             stage(f"worker memory over {opts.rss_clips} clips")
             report.rss = _measure_rss(make, opts.scaling_shape, opts.rss_clips, opts.seed)
         report.targets = _targets(report)
+        report.load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+        report.seconds = time.perf_counter() - t_start
         return report
     finally:
         if tmp is not None:
@@ -600,35 +746,46 @@ def run_benchmark(
 
 
 def _targets(report: BenchmarkReport) -> list[dict[str, Any]]:
-    """The issue's performance targets, each as (name, measured value, required value, met)."""
+    """The performance targets, each with the measured median, the lowest and highest round, the required
+    value and the verdict (`verdict`)."""
     out: list[dict[str, Any]] = []
 
-    def add(name: str, value: float, need: float, cell: str = "") -> None:
-        out.append({"target": name, "cell": cell, "value": value, "need": need, "met": value >= need})
+    def add(name: str, value: Spread, need: float, cell: str = "", lower_is_better: bool = False) -> None:
+        out.append({"target": name, "cell": cell, "value": value.median, "low": value.low, "high": value.high,
+                    "need": need, "lower_is_better": lower_is_better,
+                    "verdict": verdict(value, need, lower_is_better=lower_is_better)})
 
     def key(c: CellResult) -> tuple[int, int, int, int]:
         return c.batch, c.frames, c.size, c.workers
 
+    def paired(a: CellResult, b: CellResult) -> Spread:
+        return Spread.of([x / y for x, y in zip(a.round_clips_per_s, b.round_clips_per_s, strict=True)])
+
     by = {(c.format, *key(c)): c for c in report.cells}
     for c in report.cells:
+        where = f"{c.batch}x{c.frames}x{c.size}, {c.workers}w"
+        if c.format == "hdf5" and c.workers == 1 and c.ratio is not None:
+            add("hdf5 raw / decode (decodes nothing)", c.ratio, 1.0, where)
         if c.format != "sqlite":
             continue
-        where = f"{c.batch}x{c.frames}x{c.size}, {c.workers}w"
-        if c.workers == 1 and c.ratio_to_decode is not None:
-            add("sqlite / decode (store adds <= 5%)", c.ratio_to_decode, 0.95, where)
+        if c.workers == 1 and c.ratio is not None:
+            add("sqlite / decode (store adds <= 5%)", c.ratio, 0.95, where)
         jpg, video = by.get(("jpg", *key(c))), by.get(("video", *key(c)))
         if jpg:
-            add("sqlite / jpg", c.clips_per_s / jpg.clips_per_s, 1.0, where)
+            add("sqlite / jpg", paired(c, jpg), 1.0, where)
         if video and c.frames >= 16:
-            add("sqlite / video (16-frame clips)", c.clips_per_s / video.clips_per_s, 3.0, where)
+            add("sqlite / video (16-frame clips)", paired(c, video), 3.0, where)
+    r = report.reduced_decode
     for denom in (2, 4):
-        if f"1/{denom}_speedup" in report.reduced_decode:
-            add(f"reduced-scale decode, 1/{denom} (full / reduced time)", report.reduced_decode[f"1/{denom}_speedup"],
-                1.2)
-    if report.scaling:
-        add("2 workers / 1 worker", report.scaling["speedup"], 1.7, f"{report.scaling['shape']}, "
-            f"{report.scaling['cpus']} CPUs")
+        if f"1/{denom}_speedup" in r:
+            add(f"reduced-scale decode, 1/{denom} (full / reduced time)",
+                Spread(r[f"1/{denom}_speedup"], r[f"1/{denom}_speedup_low"], r[f"1/{denom}_speedup_high"]), 1.2)
+    s = report.scaling
+    if s:
+        add("2 workers / 1 worker", Spread(s["speedup"], s["speedup_low"], s["speedup_high"]), 1.7,
+            f"{s['shape']}, {s['cpus']} CPUs")
     if report.rss:
-        out.append({"target": f"worker private RSS growth over {report.rss['clips']} clips (MB)", "cell": "",
-                    "value": report.rss["growth_mb"], "need": 50.0, "met": report.rss["growth_mb"] < 50})
+        g = report.rss["growth_mb"]
+        add(f"worker private RSS growth over {report.rss['clips']} clips (MB)", Spread(g, g, g), 50.0,
+            lower_is_better=True)
     return out

@@ -56,6 +56,7 @@ __all__ = [
     "decode_jpeg",
     "jpeg_size",
     "encode_jpeg",
+    "encode_jpeg_planes",
     "is_complete_store",
     "read_n_frames_file",
     "MAX_FRAME_SIDE",
@@ -97,6 +98,13 @@ def check_frame_size(height: int, width: int) -> None:
     """Refuse a frame with a side above `MAX_FRAME_SIDE` (`CorruptFrameError`), before anything is allocated."""
     if max(height, width) > MAX_FRAME_SIDE:
         raise CorruptFrameError(f"frame of {width}x{height} pixels is above the {MAX_FRAME_SIDE}-pixel limit")
+
+
+def encode_jpeg_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray, quality: int = 90) -> bytes:
+    """Encode full-range YCbCr planes as JPEG: ``y`` ``[H, W]``, ``u`` (Cb) and ``v`` (Cr) ``[ceil(H/2),
+    ceil(W/2)]`` give a 4:2:0 file like `encode_jpeg`'s, without its RGB -> YCbCr conversion and chroma
+    down-sampling (the planes are already YCbCr 4:2:0)."""
+    return simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality)
 
 
 def decode_jpeg(data: bytes, *, min_height: int = 0, min_width: int = 0) -> np.ndarray:

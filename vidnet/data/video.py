@@ -1,7 +1,12 @@
-"""Decoding video files with PyAV: the one place where vidnet turns a video file into RGB frames.
+"""Decoding video files with PyAV: the one place where vidnet turns a video file into frames.
 
 PyAV (FFmpeg) reads every container and codec FFmpeg knows and reports errors as exceptions, which is
 what lets conversion keep the frames that decode from a file that breaks half-way.
+
+Frames come out as RGB arrays (`iter_video_frames`, `read_video_frames`), or as the decoder's own frames
+(`iter_decoded_frames`) whose 4:2:0 planes `frame_to_yuv420` hands over without a colour conversion:
+conversion resizes those planes and gives them to the JPEG encoder, which stores YCbCr 4:2:0 anyway, so the
+YUV -> RGB -> YCbCr round trip of the RGB path is never made.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ __all__ = [
     "probe_video",
     "iter_video_frames",
     "frame_to_rgb",
+    "Yuv420",
+    "frame_to_yuv420",
+    "iter_decoded_frames",
     "read_video_frames",
 ]
 
@@ -31,6 +39,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".
 
 # FFmpeg colour-space codes for which OpenCV's BT.601 limited-range YUV->RGB is the right conversion.
 _BT601_OR_UNSPECIFIED = {2, 5, 6}  # unspecified, BT470BG, SMPTE170M
+_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 
 
 class VideoDecodeError(VidnetError):
@@ -123,6 +132,46 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
+@dataclass(frozen=True)
+class Yuv420:
+    """The three planes of a 4:2:0 frame: ``y`` ``[H, W]``, ``u`` (Cb) and ``v`` (Cr) ``[ceil(H/2), ceil(W/2)]``,
+    uint8, BT.601 colour space; ``full_range`` False for video's limited range (Y 16-235, chroma 16-240),
+    True for JPEG's full range. Views of the decoder's buffers (rows may be padded: not contiguous)."""
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    full_range: bool
+
+    def to_jfif(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Contiguous full-range planes, the YCbCr of a JPEG (JFIF) file: limited-range levels are stretched
+        (Y 16-235 and chroma 16-240 onto 0-255, by table look-up)."""
+        if self.full_range:
+            return tuple(np.ascontiguousarray(p) for p in (self.y, self.u, self.v))  # type: ignore[return-value]
+        return cv2.LUT(self.y, _Y_TO_FULL), cv2.LUT(self.u, _C_TO_FULL), cv2.LUT(self.v, _C_TO_FULL)
+
+
+_Y_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+_C_TO_FULL = np.clip(np.round((np.arange(256) - 128) * 255 / 224 + 128), 0, 255).astype(np.uint8)
+
+
+def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
+    plane = frame.planes[i]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
+def frame_to_yuv420(frame: av.VideoFrame) -> Yuv420 | None:
+    """The planes of a decoded frame when they are 8-bit YCbCr 4:2:0 in the BT.601 (or unspecified) colour
+    space, without a copy or a colour conversion; None for any other format (4:2:2, 4:4:4, 10-bit, RGB,
+    paletted) or colour space (BT.709, BT.2020): the caller takes `frame_to_rgb`, which converts those
+    correctly. The colour-space rule is `frame_to_rgb`'s, so both paths read a frame's colours alike."""
+    name = frame.format.name
+    if name not in ("yuv420p", "yuvj420p") or int(getattr(frame, "colorspace", 2)) not in _BT601_OR_UNSPECIFIED:
+        return None
+    full = name == "yuvj420p" or int(getattr(frame, "color_range", 0)) == _FULL_RANGE
+    return Yuv420(_plane(frame, 0), _plane(frame, 1), _plane(frame, 2), full)
+
+
 
 _MAX_BAD_PACKETS = 16
 
@@ -157,17 +206,19 @@ def _decode_all(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]
             pass
 
 
-def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, threads: int = 1,
-                      start: float | None = None, end: float | None = None) -> Iterator[np.ndarray]:
-    """Decode a video file frame by frame as RGB uint8 ``[H, W, 3]`` arrays.
+def iter_decoded_frames(path: str | os.PathLike, *, fps: float | None = None, threads: int = 1,
+                        start: float | None = None, end: float | None = None) -> Iterator[av.VideoFrame]:
+    """Decode a video file frame by frame, as the decoder's frames (`frame_to_rgb`, `frame_to_yuv420`).
 
     The decoder is the truth: frames are counted as they decode, whatever the header claims.
 
     Args:
         path: the video file.
         fps: resample to this frame rate by picking, for each output time ``k / fps``, the latest source
-            frame shown at or before it (drops frames to go down, repeats them to go up); None keeps all.
-        threads: decoder threads (1 when the caller parallelises over videos, as conversion does).
+            frame shown at or before it (drops frames to go down, repeats them to go up: a repeated frame is
+            the same object again); None keeps all.
+        threads: decoder threads (1 when the caller parallelises over videos, as conversion does until fewer
+            videos remain than workers).
         start: first second to keep (seeks to the key frame before it and drops what precedes it).
         end: keep frames shown before this second.
 
@@ -200,7 +251,7 @@ def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, thre
                 if end is not None and ft >= end - 1e-3:
                     break
             if not fps:
-                yield frame_to_rgb(frame)
+                yield frame
                 n += 1
                 continue
             if frame.pts is not None and time_base:
@@ -211,24 +262,35 @@ def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, thre
             if prev is None:
                 next_t = t  # the first frame starts the output clock
             else:
-                rgb = None
                 while next_t < t - eps:  # output times before this frame show the previous one
-                    rgb = frame_to_rgb(prev) if rgb is None else rgb
-                    yield rgb
+                    yield prev
                     n += 1
                     next_t += step
             prev, prev_t = frame, t
         if prev is not None:
-            rgb = None
             while next_t <= prev_t + eps:
-                rgb = frame_to_rgb(prev) if rgb is None else rgb
-                yield rgb
+                yield prev
                 n += 1
                 next_t += step
         if errors:
             raise VideoDecodeError(f"{path}: decoding stopped after {n} frames ({errors[0]})", n)
     finally:
         container.close()
+
+
+def iter_video_frames(path: str | os.PathLike, *, fps: float | None = None, threads: int = 1,
+                      start: float | None = None, end: float | None = None) -> Iterator[np.ndarray]:
+    """Decode a video file frame by frame as RGB uint8 ``[H, W, 3]`` arrays (`iter_decoded_frames` and
+    `frame_to_rgb`; a frame repeated by ``fps`` resampling is converted once and yielded again).
+
+    Raises:
+        VideoDecodeError: see `iter_decoded_frames`.
+    """
+    last: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
+    for frame in iter_decoded_frames(path, fps=fps, threads=threads, start=start, end=end):
+        if frame is not last[0]:
+            last = (frame, frame_to_rgb(frame))
+        yield last[1]
 
 
 def read_video_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray) -> np.ndarray:
