@@ -34,7 +34,8 @@ def test_round_trip(tmp_path):
     p = preds(np.arange(12).reshape(2, 3, 2))
     q = Predictions.load(p.save(tmp_path / "p.npz"))
     assert q.video_ids == p.video_ids and q.class_names == p.class_names
-    np.testing.assert_array_equal(q.logits, p.logits) and np.testing.assert_array_equal(q.labels, p.labels)
+    np.testing.assert_array_equal(q.logits, p.logits)
+    np.testing.assert_array_equal(q.labels, p.labels)
     (tmp_path / "bad.npz").write_text("no")
     with pytest.raises(VidnetError, match="bad.npz: not a vidnet predictions file"):
         Predictions.load(tmp_path / "bad.npz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import pytest
 import torch
@@ -86,7 +87,7 @@ def test_bf16_autocast_on_cpu(tmp_path):
     res = run(make_cfg(tmp_path, precision="bf16", end_epoch=1, lr_steps=[]), model=model)
     assert res.steps == 6 and torch.bfloat16 in seen
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    assert res.val["loss"] == res.val["loss"]  # finite, not NaN
+    assert math.isfinite(res.val["loss"]) and 0 < res.val["loss"] < 10  # neither NaN nor inf
 
 
 class NaNNet(TinyNet):
