@@ -47,3 +47,20 @@ def test_csv_rows_and_resume_truncation(tmp_path):
     rows = list(csv.DictReader((tmp_path / "train.csv").open()))
     assert [r["epoch"] for r in rows] == ["0"]
     assert list(rows[0]) == ["epoch", "loss", "top1", "top5", "lr", "clips_per_s", "time"]
+
+
+def test_log_file_stays_plain_when_the_console_is_coloured(tmp_path, monkeypatch):
+    import logging
+
+    from vidnet._log import setup_logging
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    setup_logging(0, str(tmp_path / "train.log"))
+    try:
+        ConsoleSink(colour=True, progress=False, interval=1).step({**RECORD, "iteration": 0})
+    finally:
+        for handler in logging.getLogger("vidnet").handlers:
+            handler.close()
+        logging.getLogger("vidnet").handlers.clear()
+    text = (tmp_path / "train.log").read_text()
+    assert "r=2.10e+03 f=3.80e+02 b=1.90e+02" in text and "\033" not in text
