@@ -53,6 +53,8 @@ def test_resume_mid_epoch_gives_identical_weights(tmp_path):
     # The CSV of the resumed run holds each epoch once.
     rows = list(csv.DictReader((second.run_dir / "train.csv").open()))
     assert [r["epoch"] for r in rows] == ["0", "1"]
+    # The resumed epoch's speed counts the 5 x 4 clips trained after the resume, not the 4 trained before.
+    assert float(rows[1]["clips_per_s"]) * float(rows[1]["time"]) == pytest.approx(20, rel=1e-6)
 
 
 def test_resume_at_epoch_boundary_matches(tmp_path):

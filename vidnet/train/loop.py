@@ -478,10 +478,12 @@ def _train_epoch(run: _Run, epoch: int, stop: dict[str, bool]) -> tuple[np.ndarr
         raise UsageError(f"epoch {epoch} has no full batch: {len(run.train_set)} clips over {dist.world_size} "
                          f"process(es), and its first batch takes {need} per process (--batch-size "
                          f"{cfg.schedule.batch_size}" + (", times the multigrid factor)" if run.multigrid else ")"))
-    loss_sum, c1, c5, n = distributed.all_reduce_sum(sums.tolist(), device)
+    # The speed counts the clips of this session only: a resumed epoch's earlier clips took another session's time.
+    here = sums[3] - (run.resumed_sums[3] if first and run.resumed_sums is not None else 0.0)
+    loss_sum, c1, c5, n, n_here = distributed.all_reduce_sum([*sums.tolist(), here], device)
     elapsed = time.perf_counter() - epoch_t0
     run.sinks.epoch("train", {"epoch": epoch, "loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "lr": lr,
-                              "clips_per_s": n / elapsed, "time": elapsed})
+                              "clips_per_s": n_here / elapsed, "time": elapsed})
     return sums, stopped
 
 
