@@ -30,6 +30,7 @@ from vidnet._io import atomic_write_text
 from vidnet._log import get_logger
 from vidnet.data.preprocessing import KINETICS_MEAN, KINETICS_STD, Preprocessing, normalize
 from vidnet.errors import UsageError, VidnetError
+from vidnet.eval.metrics import improves_best
 from vidnet.train import distributed
 from vidnet.train.config import TrainConfig
 from vidnet.train.distill import Teacher, distillation_loss, load_teacher
@@ -162,7 +163,7 @@ def train(
             if run.val_loader is not None and ((epoch + 1) % cfg.run.val_frequency == 0 or last):
                 metrics = _validate(run, epoch)
                 result.val = {k: metrics[k] for k in ("loss", "top1", "top5")}
-                if metrics["top1"] > run.best_top1:
+                if improves_best(metrics["top1"], run.best_top1):
                     run.best_top1 = metrics["top1"]
                     saver.best(epoch + 1)
             if (epoch + 1) % cfg.run.save_frequency == 0 or last:
