@@ -402,7 +402,7 @@ def export_command(
     """Export a model to ONNX or TorchScript and verify it against PyTorch (max abs diff printed).
 
     The batch axis is dynamic; the time axis too where the model verifies at a second clip length. ONNX
-    needs the `export` extra (pip install 'vidnet[export]'). Exits non-zero if verification fails.
+    needs the `export` extra (pip install 'vidnet\\[export]'). Exits non-zero if verification fails.
     """
     from vidnet._parse import parse_clip
     from vidnet.errors import VidnetError
