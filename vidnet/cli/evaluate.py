@@ -134,13 +134,17 @@ def _reader(source: Path):
     """``(n_frames, read(indices))`` of a frames.db (or its folder) or a video file."""
     from vidnet.data.store import STORE_NAME, FrameStore
 
+    if source.is_dir() and not (source / STORE_NAME).is_file():
+        raise UsageError(f"{source}: a folder without a {STORE_NAME}: give a video file or a frame store")
     if source.is_dir() or source.name == STORE_NAME or source.suffix == ".db":
         store = FrameStore(source)
         return len(store), store.get_frames
     from vidnet.data.video import iter_video_frames
 
-    if not source.is_file():
+    if not source.exists():
         raise UsageError(f"{source}: no such video file or frame store")
+    if not source.is_file():
+        raise UsageError(f"{source}: not a regular file (give a video file or a frame store)")
     # The decoder is the truth about the frame count; the frames of a clip to classify fit in memory.
     frames = np.stack(list(iter_video_frames(source)))
     return len(frames), lambda idx: frames[np.asarray(idx)]
