@@ -13,7 +13,7 @@ from rich.table import Table
 from vidnet import __version__
 from vidnet._log import setup_logging
 from vidnet.cli._app import app
-from vidnet.cli._progress import console, make_progress
+from vidnet.cli._progress import console, make_progress, results
 from vidnet.errors import VidnetError
 
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-v, -vv).")]
@@ -142,7 +142,7 @@ def _print_store(rep) -> None:
         table.add_row("note", note)
     table.add_row("valid", "[green]yes: every frame decodes[/green]" if rep.ok else
                   "[red]no[/red]: " + "; ".join(rep.problems[:5]))
-    console.print(table)
+    results.print(table)
 
 
 def _print_dataset(rep) -> None:
@@ -161,13 +161,13 @@ def _print_dataset(rep) -> None:
         table.add_row("[red]missing stores[/red]", f"{len(rep.missing_stores)}: {', '.join(rep.missing_stores[:5])}")
     if rep.bad_stores:
         table.add_row("[red]bad stores[/red]", f"{len(rep.bad_stores)}: {', '.join(list(rep.bad_stores)[:5])}")
-    console.print(table)
+    results.print(table)
     per_class = Table(title="videos per class")
     per_class.add_column("class")
     per_class.add_column("videos", justify="right")
     for label, n in rep.per_class.items():
         per_class.add_row(label, str(n))
-    console.print(per_class)
+    results.print(per_class)
 
 
 @app.command()
