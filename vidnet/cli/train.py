@@ -134,6 +134,15 @@ def train(
             panel=_MODEL,
         ),
     ] = None,
+    precise_bn: Annotated[
+        str | None,
+        _opt(
+            "--precise-bn",
+            help="Recompute BatchNorm statistics over N training batches before validating and saving: auto (200 "
+            "with multigrid or runs under 100 steps), off, or N.",
+            panel=_MODEL,
+        ),
+    ] = None,
     optimizer: Annotated[str | None, _opt("--optimizer", help="sgd or adamw.", panel=_OPTIM)] = None,
     lr_base: Annotated[
         float | None, _opt("--lr-base", help="Peak learning rate (default 0.1 for SGD, 1e-3 for AdamW).", panel=_OPTIM)

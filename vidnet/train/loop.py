@@ -10,6 +10,7 @@ only enabled for fp16; only rank 0 logs and writes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import random
 import signal
@@ -36,6 +37,7 @@ from vidnet.train.config import TrainConfig
 from vidnet.train.distill import Teacher, distillation_loss, load_teacher
 from vidnet.train.hooks import ConsoleSink, CSVSink, Sinks, TensorBoardSink
 from vidnet.train.multigrid import MultigridBatchSampler
+from vidnet.train.precise_bn import SHORT_RUN_STEPS, bn_layers, resolve_precise_bn, update_bn_stats
 from vidnet.train.schedules import MultigridSchedule, lr_at
 from vidnet.train.sub_batch_norm import convert_sub_batch_norm, resolve_sub_batch
 
@@ -112,6 +114,8 @@ class _Run:
     resumed_sums: Any = None
     lr: float = 0.0
     """The learning rate of the latest step (logged with validation)."""
+    precise_bn: int = 0
+    """Training batches over which BatchNorm statistics are recomputed before validating and saving (0: off)."""
 
     @property
     def device(self) -> torch.device:
@@ -160,7 +164,10 @@ def train(
                 return result
             result.stopped = stopped
             last = epoch + 1 == run.plan.end_epoch or stopped is not None
-            if run.val_loader is not None and ((epoch + 1) % cfg.run.val_frequency == 0 or last):
+            validate = run.val_loader is not None and ((epoch + 1) % cfg.run.val_frequency == 0 or last)
+            if validate or (epoch + 1) % cfg.run.save_frequency == 0 or last:
+                _precise_bn(run, epoch)
+            if validate:
                 metrics = _validate(run, epoch)
                 result.val = {k: metrics[k] for k in ("loss", "top1", "top5")}
                 if improves_best(metrics["top1"], run.best_top1):
@@ -272,9 +279,21 @@ def _setup(cfg: TrainConfig, dist: Any, model: nn.Module | None, train_set: Data
                autocast=partial(torch.autocast, device.type, dtype=_DTYPES[cfg.run.precision],
                                 enabled=cfg.run.precision != "fp32"),
                criterion=nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing), sinks=sinks, **position)
+    run.precise_bn = resolve_precise_bn(cfg.model.precise_bn, multigrid=multigrid, total_steps=_planned_steps(run))
     if dist.is_main:
         _log_start(run)
     return run
+
+
+def _planned_steps(run: _Run) -> int:
+    """Optimizer steps of the whole run (multigrid batches differ per epoch), at most ``--max-steps``."""
+    probe = copy.copy(run.batches)  # shapes() reads only the epoch, the sample count and the schedule
+    batches = 0
+    for epoch in range(run.plan.end_epoch):
+        probe.epoch = epoch
+        batches += len(probe)
+    steps = -(-batches // run.cfg.optim.accumulate)
+    return min(steps, run.cfg.run.max_steps) if run.cfg.run.max_steps is not None else steps
 
 
 def _setup_process(cfg: TrainConfig, dist: Any, run_dir: Path) -> None:
@@ -391,6 +410,9 @@ def _log_start(run: _Run) -> None:
              f"{cfg.run.precision}; run folder {run.run_dir}")
     for line in run.plan.table() if run.multigrid else []:
         log.info(f"multigrid {line}")
+    if run.precise_bn:
+        log.info(f"precise BN: BatchNorm statistics recomputed over {run.precise_bn} training batches before each "
+                 f"validation and checkpoint (--precise-bn {cfg.model.precise_bn})")
 
 
 # -- phase 2: the steps of one epoch -------------------------------------------------------------------------
@@ -532,6 +554,34 @@ def _optimizer_step(run: _Run) -> None:
 
 
 # -- phase 3: validation and saving --------------------------------------------------------------------------
+
+
+def _precise_bn(run: _Run, epoch: int) -> None:
+    """Precise BN before validating and saving: the BatchNorm statistics of the validated model recomputed over
+    ``run.precise_bn`` training batches of the base shape (what validation sees), averaged over processes; or,
+    when it is off in a short run, a note that the statistics are stale."""
+    target = run.ema.module if run.ema is not None else run.model
+    if not bn_layers(target):
+        return
+    if run.precise_bn == 0:
+        if run.step < SHORT_RUN_STEPS and run.dist.is_main:
+            log.warning(f"BatchNorm statistics are stale after {run.step} optimizer steps (their running averages "
+                        "lag the weights): validation may give every clip the same class; --precise-bn 200 "
+                        "recomputes them")
+        return
+    t0 = time.perf_counter()
+    base, shape_at = run.plan.base, run.batches.shape_at
+    run.batches.shape_at = lambda e, i: base  # the loader's batch sampler runs in this process: one shape for now
+    run.batches.set_epoch(epoch)
+    try:
+        batches = (_to_device(b, run.device, run.cfg.model.channels_last, run.pre)[0] for b in run.loader)
+        with run.autocast():
+            used = update_bn_stats(target, batches, min(run.precise_bn, len(run.batches)))
+    finally:
+        run.batches.shape_at = shape_at
+    distributed.all_reduce_mean_([t for m in bn_layers(target) for t in (m.running_mean, m.running_var)])
+    log.info(f"precise BN: statistics of {len(bn_layers(target))} BatchNorm layers over {used} batches of "
+             f"{base.batch} x {base.frames} x {base.height}x{base.width} ({time.perf_counter() - t0:.1f} s)")
 
 
 def _validate(run: _Run, epoch: int) -> dict[str, float]:
