@@ -36,7 +36,7 @@ from vidnet.train import distributed
 from vidnet.train.config import TrainConfig
 from vidnet.train.distill import Teacher, distillation_loss, load_teacher
 from vidnet.train.hooks import ConsoleSink, CSVSink, Sinks, TensorBoardSink
-from vidnet.train.multigrid import MultigridBatchSampler
+from vidnet.train.multigrid import MultigridBatchSampler, check_shapes
 from vidnet.train.precise_bn import SHORT_RUN_STEPS, bn_layers, resolve_precise_bn, update_bn_stats
 from vidnet.train.schedules import MultigridSchedule, lr_at
 from vidnet.train.sub_batch_norm import convert_sub_batch_norm, resolve_sub_batch
@@ -252,6 +252,7 @@ def _setup(cfg: TrainConfig, dist: Any, model: nn.Module | None, train_set: Data
     )
     multigrid = cfg.schedule.long_cycles or cfg.schedule.short_cycles
     model = _batch_norm_mode(model, cfg, dist, multigrid)
+    check_shapes(model, plan.all_shapes(), world_size=dist.world_size, multigrid=multigrid)
 
     # Optimizer, gradient scaler (fp16 only), EMA, learning-rate function.
     optimizer = build_optimizer(model, cfg, num_classes=num_classes)
