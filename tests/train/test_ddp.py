@@ -31,6 +31,7 @@ def _worker(rank: int, world: int, port: int, out: str, multigrid: bool) -> None
     cfg = TrainConfig.from_flat({"network": "tiny", "dataset": os.path.join(out, "motion"), "model_dir": out,
                                  "workers": 0, "batch_size": 2, "end_epoch": 2, "lr_steps": [1], "clip_length": 4,
                                  "clip_size": 16, "tensorboard": False, "log_interval": 1, "lr_base": 0.05,
+                                 "keep_last": 0,  # the test reads ep-0001.pth
                                  **extra})
     torch.manual_seed(0)
     model = TinyNet()

@@ -228,7 +228,9 @@ def train(
         int | None, _opt("--nan-patience", help="Stop after N non-finite losses in a row.", panel=_RUN)
     ] = None,
     tensorboard: Annotated[
-        bool | None, _opt("--tensorboard/--no-tensorboard", help="TensorBoard events when installed.", panel=_RUN)
+        bool | None, _opt("--tensorboard/--no-tensorboard",
+                             help="TensorBoard events in <run>/tb (default: when installed; pip install "
+                             "'vidnet\\[tb]').", panel=_RUN)
     ] = None,
     max_steps: Annotated[
         int | None, _opt("--max-steps", help="Stop after this optimizer step, with a resumable checkpoint.", panel=_RUN)

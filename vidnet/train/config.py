@@ -276,8 +276,9 @@ class RunConfig:
     """Debug logging and anomaly detection (slow)."""
     nan_patience: int = 5
     """Stop after this many consecutive non-finite losses (each one's step is skipped)."""
-    tensorboard: bool = True
-    """Write TensorBoard events when tensorboard is installed."""
+    tensorboard: bool | None = None
+    """TensorBoard events in ``<run>/tb``: True needs the tensorboard package (``pip install 'vidnet[tb]'``), False
+    never, None when it is installed (the log says when it is not)."""
     max_steps: int | None = None
     """Stop after this global step and save a resumable checkpoint (benchmarks, tests, time-boxed jobs)."""
 

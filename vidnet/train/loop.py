@@ -271,7 +271,7 @@ def _setup(cfg: TrainConfig, dist: Any, model: nn.Module | None, train_set: Data
         net = torch.compile(net)
     batches, loader, val_loader = _loaders(cfg, dist, plan, train_set, val_set)
     sinks = Sinks([ConsoleSink(interval=cfg.run.log_interval), CSVSink(run_dir, start_epoch=position["start_epoch"]),
-                   TensorBoardSink.maybe(run_dir / "tb") if cfg.run.tensorboard else None]
+                   TensorBoardSink.create(run_dir / "tb", cfg.run.tensorboard)]
                   if dist.is_main else [])
     run = _Run(cfg=cfg, dist=dist, run_dir=run_dir, pre=pre, model=model, net=net, optimizer=optimizer,
                scaler=scaler, ema=ema, lr_fn=lr_fn, plan=plan, multigrid=multigrid, train_set=train_set,
@@ -481,7 +481,7 @@ def _train_epoch(run: _Run, epoch: int, stop: dict[str, bool]) -> tuple[np.ndarr
                   "frames": x.shape[2], "height": x.shape[3], "width": x.shape[4], "last": it + 1 == iterations}
         if timed:
             record.update(read=n / max(read_s, 1e-9), forward=n / max(t1 - t0, 1e-9),
-                          backward=n / max(t2 - t1, 1e-9))
+                          backward=n / max(t2 - t1, 1e-9), data_s=read_s, step_s=t2 - t0)
         run.sinks.step(record)
 
         # Early stops happen only at optimizer-step boundaries, so the saved state is consistent.
@@ -646,7 +646,8 @@ def evaluate(
     net: nn.Module, loader: DataLoader, *, device: torch.device, autocast: Any = None, channels_last: bool = False,
     pre: Preprocessing | None = None,
 ) -> dict[str, float]:
-    """Loss, top-1 and top-5 (fractions) of ``net`` over ``loader``, summed over every process.
+    """Loss, top-1 and top-5 (fractions) of ``net`` over ``loader`` and the confusion matrix (``confusion``,
+    rows = true class), summed over every process.
 
     Every clip counts once (the mean over clips, not the original's mean of running means). Clips are
     normalised with ``pre``'s mean/std (Kinetics' when None).
@@ -654,6 +655,7 @@ def evaluate(
     was_training = net.training
     net.eval()
     sums = np.zeros(4)
+    cm: np.ndarray | None = None
     for batch in loader:
         x, y = _to_device(batch, device, channels_last, pre)
         with autocast() if autocast is not None else contextlib.nullcontext():
@@ -662,10 +664,20 @@ def evaluate(
         loss = F.cross_entropy(logits, y, reduction="sum")
         c1, c5 = _correct(logits, y)
         sums += (float(loss), c1, c5, y.shape[0])
+        k = logits.shape[1]
+        cm = np.zeros((k, k)) if cm is None else cm
+        np.add.at(cm, (y.cpu().numpy(), logits.argmax(1).cpu().numpy()), 1)
     net.train(was_training)
     loss_sum, c1, c5, n = distributed.all_reduce_sum(sums.tolist(), device)
+    # A process without validation clips has no matrix yet: agree on the class count first.
+    k_sum, holders = distributed.all_reduce_sum([float(len(cm)) if cm is not None else 0.0, float(cm is not None)],
+                                                device)
+    if holders:
+        k = round(k_sum / holders)
+        cm = np.zeros((k, k)) if cm is None else cm
+        cm = np.asarray(distributed.all_reduce_sum(cm.ravel().tolist(), device)).reshape(k, k).astype(np.int64)
     n = max(n, 1)
-    return {"loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "n": n}
+    return {"loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "n": n, "confusion": cm}
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, *, num_classes: int) -> torch.optim.Optimizer:
