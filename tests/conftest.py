@@ -7,6 +7,20 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cost_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Model-cost caches of the tests stay out of the user's ~/.cache (subprocesses inherit the variable)."""
+    import os
+
+    old = os.environ.get("VIDNET_CACHE_DIR")
+    os.environ["VIDNET_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("VIDNET_CACHE_DIR", None)
+    else:
+        os.environ["VIDNET_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A converted dataset: 2 classes x 3 videos of 8-12 frames at 64x48 (index.csv, labels.json, stores).

@@ -13,24 +13,12 @@ from vidnet.errors import UsageError
 
 
 def _expand_networks(patterns: list[str]) -> list[str]:
-    from vidnet.network import list_models, model_info
+    from vidnet.network import UnknownModelError, resolve_names
 
-    names: list[str] = []
-    for pattern in patterns:
-        for part in (p.strip() for p in pattern.split(",")):
-            if not part:
-                continue
-            if any(ch in part for ch in "*?["):
-                found = list_models(part)
-                if not found:
-                    raise UsageError(f"--network {part!r}: no registered model matches (see `vidnet models`)")
-                names += found
-            else:
-                try:
-                    names.append(model_info(part).name)
-                except KeyError as err:
-                    raise UsageError(f"--network: {err}") from None
-    return list(dict.fromkeys(names))
+    try:
+        return list(dict.fromkeys(n for pattern in patterns if pattern.strip() for n in resolve_names(pattern)))
+    except UnknownModelError as err:
+        raise UsageError(f"--network: {err}") from None
 
 
 def _set_threads(threads: int | None) -> None:
