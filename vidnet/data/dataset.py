@@ -240,7 +240,7 @@ class VideoClipDataset(Dataset):
             raise UsageError(f"num_frames must be a positive integer, got {num_frames!r}")
         self.labels = read_labels(self.root / "labels.json")
         self.num_classes = len(self.labels)
-        rows = read_index(self.root / "index.csv")
+        rows = all_rows = read_index(self.root / "index.csv")
         if split is not None:
             rows = [r for r in rows if r.split == split]
         if classes is not None:
@@ -253,7 +253,12 @@ class VideoClipDataset(Dataset):
             if r.label not in self.labels:
                 raise VidnetError(f"{self.root / 'index.csv'}: label {r.label!r} of {r.id} is not in labels.json")
         if not rows:
-            raise UsageError(f"{self.root}: no videos in split {split!r}" + (f" for {classes}" if classes else ""))
+            have = sorted({r.split for r in all_rows if r.split})
+            hint = (f" (its splits: {', '.join(have)})" if have else
+                    " (its index.csv gives no video a split: run the same `vidnet convert` again with "
+                    "--val-fraction 0.2, which keeps the finished stores, or give an --index with a split column)")
+            raise UsageError(f"{self.root}: no videos in split {split!r}" + (f" for {classes}" if classes else "")
+                             + hint)
         self.rows: list[IndexRow] = rows
         self.split = split
         self.num_frames = int(num_frames)
