@@ -52,7 +52,7 @@ def test_bad_input_is_a_usage_error():
 @pytest.mark.parametrize("name,thop_gmacs", [("r3d_50", 6.74), ("srtg_r2plus1d_18", 5.897), ("ir_csn_50", 1.94),
                                               ("srtg_wide_r3d50_2", 21.76)])
 def test_macs_agree_with_the_reference_thop_figures(name, thop_gmacs):
-    # srtg.md section 2 (thop, 16x112x112) also counts BatchNorm, which adds 0.3-2.2 %.
+    # The original SRTG code's figures (thop, 16x112x112) also counts BatchNorm, which adds 0.3-2.2 %.
     _, macs = model_cost(name, clip=(16, 112, 112))
     assert 0.975 <= macs / 1e9 / thop_gmacs < 1.0
 

@@ -1,4 +1,4 @@
-"""Profiling: MAC counts against zoo.md, positive timings, published-table lookup, CLI table and JSON."""
+"""Profiling: MACs against okankop/Efficient-3DCNNs' code, timings, published-table lookup, CLI table and JSON."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _flop_counter_macs(name: str, clip: tuple[int, int, int], num_classes: int =
     return counter.get_total_flops() // 2
 
 
-# GMACs @600 classes, 16x112x112, measured with FlopCounter on the original code (zoo.md §1.2).
+# GMACs @600 classes, 16x112x112, measured with FlopCounter on the original code (okankop/Efficient-3DCNNs).
 @pytest.mark.parametrize(("name", "gmacs"), [
     ("mobilenetv2_3d_020", 0.0549), ("mobilenet_3d_050", 0.0940), ("shufflenetv2_3d_025", 0.1105),
     ("shufflenet_3d", 0.1877), ("squeezenet1_1_3d", 0.9026),

@@ -54,7 +54,7 @@ def profile_command(
     MACs are multiply-accumulates (FLOPs = 2 x MACs). Latency is the median over --repeats after --warmup
     runs, ± half the interquartile range. Memory is per clip: CUDA max_memory_allocated, or on CPU the
     sampled rise of the resident set size (an estimate). "pub" columns quote the Efficient-3DCNNs table
-    (anchors.md §2c, 600 classes, thop MFLOPs) next to our count at 600 classes.
+    (Köpüklü et al. ICCVW 2019 Table 8: 600 classes, thop MFLOPs) next to our count at 600 classes.
     """
     from vidnet._parse import parse_clip
     from vidnet.network.profile import profile_model
