@@ -116,6 +116,8 @@ class _Run:
     """The learning rate of the latest step (logged with validation)."""
     precise_bn: int = 0
     """Training batches over which BatchNorm statistics are recomputed before validating and saving (0: off)."""
+    planned_steps: int = 0
+    """Optimizer steps of the whole run."""
 
     @property
     def device(self) -> torch.device:
@@ -166,7 +168,7 @@ def train(
             last = epoch + 1 == run.plan.end_epoch or stopped is not None
             validate = run.val_loader is not None and ((epoch + 1) % cfg.run.val_frequency == 0 or last)
             if validate or (epoch + 1) % cfg.run.save_frequency == 0 or last:
-                _precise_bn(run, epoch)
+                _precise_bn(run, epoch, final=last)
             if validate:
                 metrics = _validate(run, epoch)
                 result.val = {k: metrics[k] for k in ("loss", "top1", "top5")}
@@ -280,7 +282,8 @@ def _setup(cfg: TrainConfig, dist: Any, model: nn.Module | None, train_set: Data
                autocast=partial(torch.autocast, device.type, dtype=_DTYPES[cfg.run.precision],
                                 enabled=cfg.run.precision != "fp32"),
                criterion=nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing), sinks=sinks, **position)
-    run.precise_bn = resolve_precise_bn(cfg.model.precise_bn, multigrid=multigrid, total_steps=_planned_steps(run))
+    run.planned_steps = _planned_steps(run)
+    run.precise_bn = resolve_precise_bn(cfg.model.precise_bn, multigrid=multigrid, total_steps=run.planned_steps)
     if dist.is_main:
         _log_start(run)
     return run
@@ -557,15 +560,16 @@ def _optimizer_step(run: _Run) -> None:
 # -- phase 3: validation and saving --------------------------------------------------------------------------
 
 
-def _precise_bn(run: _Run, epoch: int) -> None:
+def _precise_bn(run: _Run, epoch: int, *, final: bool) -> None:
     """Precise BN before validating and saving: the BatchNorm statistics of the validated model recomputed over
     ``run.precise_bn`` training batches of the base shape (what validation sees), averaged over processes; or,
-    when it is off in a short run, a note that the statistics are stale."""
+    when it is off in a short run (or at the end of a run stopped early), a note that the statistics are stale."""
     target = run.ema.module if run.ema is not None else run.model
     if not bn_layers(target):
         return
     if run.precise_bn == 0:
-        if run.step < SHORT_RUN_STEPS and run.dist.is_main:
+        short = run.planned_steps < SHORT_RUN_STEPS or final
+        if short and run.step < SHORT_RUN_STEPS and run.dist.is_main:
             log.warning(f"BatchNorm statistics are stale after {run.step} optimizer steps (their running averages "
                         "lag the weights): validation may give every clip the same class; --precise-bn 200 "
                         "recomputes them")
