@@ -51,6 +51,9 @@ def tiny_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
         "network": "tiny_3d", "dataset": str(tiny_dataset), "model_dir": str(runs), "workers": 0, "batch_size": 2,
         "end_epoch": 1, "clip_length": 4, "clip_size": 16, "train_frame_interval": "1", "val_frame_interval": 1,
         "tensorboard": False,
+        # Precise BN over this run's 2 batches of 2 clips leaves a last-layer variance near 3e-4, which magnifies
+        # the float-level differences between `test`'s and `predict`'s pipelines past the 1e-4 they are held to.
+        "precise_bn": "off",
     })
     result = train(cfg)
     path = result.run_dir / "checkpoints" / "ep-0001.pth"
