@@ -415,8 +415,8 @@ def _log_start(run: _Run) -> None:
     for line in run.plan.table() if run.multigrid else []:
         log.info(f"multigrid {line}")
     if run.precise_bn:
-        log.info(f"precise BN: BatchNorm statistics recomputed over {run.precise_bn} training batches before each "
-                 f"validation and checkpoint (--precise-bn {cfg.model.precise_bn})")
+        log.info(f"precise BN: BatchNorm statistics recomputed over up to {run.precise_bn} training batches (at most "
+                 f"an epoch's) before each validation and checkpoint (--precise-bn {cfg.model.precise_bn})")
 
 
 # -- phase 2: the steps of one epoch -------------------------------------------------------------------------
