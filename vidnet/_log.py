@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import coloredlogs
 
 _FMT = "%(asctime)s %(levelname)s %(message)s"
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class _PlainFormatter(logging.Formatter):
+    """Log files stay plain text: colour codes a console message carries (coloured speeds) are removed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _ANSI_ESCAPE.sub("", super().format(record))
 
 
 class _Stderr:
@@ -38,7 +47,7 @@ def setup_logging(verbosity: int = 0, log_file: str | None = None) -> None:
                         isatty=sys.stderr.isatty())
     if log_file:
         handler = logging.FileHandler(log_file)
-        handler.setFormatter(logging.Formatter(_FMT))
+        handler.setFormatter(_PlainFormatter(_FMT))
         logger.addHandler(handler)
 
 

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import errno
+import re
 import sqlite3
+
+# "Caught ClipError in DataLoader worker process 0.\nOriginal Traceback ...\nvidnet.errors.ClipError: <message>"
+_WORKER_TRACEBACK = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+_QUALIFIED_NAME = re.compile(r"^[\w.]+: ")
 
 
 class VidnetError(Exception):
-    """An error the command line reports as one line and a non-zero exit, without a traceback."""
+    """An error the command line reports as one line and a non-zero exit, without a traceback.
+
+    PyTorch's DataLoader re-raises a worker's exception in the main process as ``type(err)(text)``, ``text``
+    holding the worker's whole traceback; such an error keeps the worker's one-line message and the traceback
+    is kept in ``worker_traceback``.
+    """
 
     exit_code = 1
+
+    def __init__(self, *args: object) -> None:
+        self.worker_traceback: str | None = None
+        if len(args) == 1 and isinstance(args[0], str) and _WORKER_TRACEBACK.match(args[0]):
+            self.worker_traceback = args[0]
+            lines = [line for line in args[0].splitlines() if line.strip()]
+            args = (_QUALIFIED_NAME.sub("", lines[-1], count=1),)
+        super().__init__(*args)
 
 
 class UsageError(VidnetError):

@@ -305,3 +305,15 @@ def test_convert_carries_dataset_json_to_the_dataset(tmp_path):
     (tmp_path / "v" / "dataset.json").write_text('{"name": "jester", "num_classes": 2, "hflip": false}')
     convert_dataset(tmp_path / "v", tmp_path / "f", ConvertOptions(workers=1))
     assert VideoClipDataset(tmp_path / "f", None).hflip is False
+
+
+@pytest.mark.parametrize("damaged", ["corrupt"], indirect=True)
+def test_bad_video_in_a_worker_is_one_line(damaged):
+    # DataLoader re-raises a worker's error with the worker's whole traceback as its message (24 lines for
+    # `vidnet train --bad-data raise`); the error keeps the one line naming the video.
+    root, row, _ = damaged
+    ds = _ds(root, None)
+    with pytest.raises(ClipError) as info:
+        list(DataLoader(ds, batch_size=6, num_workers=1))
+    assert str(info.value).startswith(f"{row.path}: corrupt frame") and "\n" not in str(info.value)
+    assert "Original Traceback" in info.value.worker_traceback

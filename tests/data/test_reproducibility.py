@@ -1,4 +1,4 @@
-"""Same seed -> same clips and augmentation whatever the number of DataLoader workers (issue 3, item 5)."""
+"""Same seed -> same clips and augmentation whatever the number of DataLoader workers."""
 
 from __future__ import annotations
 

@@ -100,3 +100,16 @@ def test_errors_are_one_line(args, message, tiny_checkpoint, tiny_dataset):
     args = [str(tiny_checkpoint) if a == "CKPT" else str(tiny_dataset) if a == "DATA" else a for a in args]
     r = CliRunner().invoke(app, args)
     assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output
+
+
+def test_predict_on_what_is_not_a_video_says_what_it_is(tiny_checkpoint, tmp_path):
+    # A playlist naming missing files made FFmpeg answer "No such file or directory" for a file that exists;
+    # a folder without a store was "<folder>/frames.db: no such store".
+    playlist = tmp_path / "clips.ffconcat"
+    playlist.write_text("ffconcat version 1.0\nfile missing.mp4\n")
+    cases = {playlist: "not a video (FFmpeg read it as a playlist", tmp_path: "a folder without a frames.db",
+             tmp_path / "nope.mp4": "no such video file or frame store"}
+    for source, reason in cases.items():
+        r = CliRunner().invoke(app, ["predict", str(source), "-c", str(tiny_checkpoint)])
+        assert r.exit_code in (1, 2) and f"{source}: {reason}" in " ".join(r.output.split()), r.output
+        assert "No such file or directory" not in r.output and "Traceback" not in r.output

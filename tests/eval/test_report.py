@@ -137,3 +137,21 @@ def test_report_errors(tmp_path):
     assert r.exit_code == 2 and "no such run folder" in r.output
     r = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert r.exit_code == 2 and "no train.csv or val.csv" in r.output
+
+
+def test_report_best_epoch_is_the_trainers(tmp_path):
+    # Two epochs tie on top-1; the trainer keeps the first in best.pth (improves_best: strictly higher), and the
+    # report names the same epoch, not the later one with the lower loss.
+    from vidnet.eval.metrics import improves_best
+    from vidnet.eval.run_report import read_run, write_summary
+
+    run = tmp_path / "run"
+    sink = CSVSink(run)
+    for epoch, (loss, top1) in enumerate([(1.5, 0.3), (1.0, 0.8), (0.6, 0.8), (0.9, 0.7)]):
+        sink.epoch("val", {"epoch": epoch, "loss": loss, "top1": top1, "top5": 0.9, "lr": 0.1})
+    best, kept = 0.0, None
+    for epoch, top1 in enumerate([0.3, 0.8, 0.8, 0.7]):  # the trainer's loop
+        if improves_best(top1, best):
+            best, kept = top1, epoch
+    md = write_summary(read_run(run), run / "report.md").read_text()
+    assert kept == 1 and "- best epoch: 1 (val top-1 80.00%, loss 1.0000" in md

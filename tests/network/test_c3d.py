@@ -16,7 +16,7 @@ def n_params(num_classes: int, **options) -> int:
 
 
 def test_counts_equal_the_original_code():
-    # zoo.md §1.2 at 600 / 400 / 101 classes.
+    # Measured on okankop/Efficient-3DCNNs (models/c3d.py) at 600 / 400 / 101 classes.
     assert (n_params(600), n_params(400), n_params(101)) == (80_459_480, 79_640_080, 78_415_077)
     assert model_info("c3d").family == "c3d" and "1412.0767" in model_info("c3d").paper
 

@@ -18,7 +18,7 @@ def n_params(name: str, num_classes: int, **options) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-# zoo.md §1.2 (Efficient-3DCNNs at 9db09f6): params at 600 / 400 / 101 classes.
+# Measured on okankop/Efficient-3DCNNs at 9db09f6: params at 600 / 400 / 101 classes.
 COUNTS = [
     ("squeezenet1_0_3d", {}, (2_239_768, 2_137_168, 1_983_781)),
     ("squeezenet1_1_3d", {}, (2_145_560, 2_042_960, 1_889_573)),
@@ -94,7 +94,8 @@ def test_family_is_exactly_the_listed_names():
     assert sorted(names) == sorted(NAMED)
 
 
-# FlopCounter multiply-accumulates at 1x3x16x112x112, 600 classes (zoo.md §1.2), counted on the meta device.
+# FlopCounter multiply-accumulates at 1x3x16x112x112, 600 classes (measured on
+# okankop/Efficient-3DCNNs), counted on the meta device.
 @pytest.mark.parametrize(
     ("name", "options", "gmacs"),
     [("squeezenet1_0_3d", {}, 5.6419), ("squeezenet1_1_3d", {}, 0.9026), ("mobilenet_3d", {}, 0.2330),

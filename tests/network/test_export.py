@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 
+import onnx  # noqa: F401 - the dev extra installs onnx and onnxruntime: these tests run, never skip
+import onnxruntime as ort
 import pytest
 import torch
 import torch.nn as nn
@@ -19,8 +21,6 @@ CLIP = (4, 32, 32)
 
 @pytest.mark.parametrize("name", ["mobilenet_3d_050", "resnet10_3d"])
 def test_onnx_round_trip_dynamic_batch_and_time(tmp_path, name: str) -> None:
-    pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     model = create_model(name, num_classes=5).eval()
     r = export_model(model, tmp_path / "m.onnx", fmt="onnx", clip=CLIP)
@@ -56,8 +56,6 @@ class _FixedTime(nn.Module):
 
 
 def test_fixed_time_model_keeps_dynamic_batch(tmp_path) -> None:
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
     r = export_model(_FixedTime().eval(), tmp_path / "f.onnx", clip=(4, 8, 8))
     assert r.ok and r.dynamic_batch and not r.dynamic_time
     assert any("rejects" in n for n in r.notes)
@@ -77,8 +75,6 @@ def test_missing_onnx_gives_clear_error(monkeypatch) -> None:
 
 
 def test_cli_export(tmp_path) -> None:
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
     out = tmp_path / "x.onnx"
     res = CliRunner().invoke(app, ["export", "-n", "mobilenetv2_3d_020", "--num-classes", "4", "--clip", "4x32x32",
                                    "-o", str(out)])

@@ -18,7 +18,8 @@ def n_params(name: str, num_classes: int, **options) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-# zoo.md §1.2 (Efficient-3DCNNs, same code as the CVPR2018 branch): params at 600 / 400 / 101 classes.
+# Measured on okankop/Efficient-3DCNNs (the code of kenshohara/3D-ResNets-PyTorch's CVPR2018
+# branch): params at 600 / 400 / 101 classes.
 EFFICIENT_3DCNNS = [
     ("resnet10_3d", "A", (14_533_400, 14_430_800, 14_277_413)),
     ("resnet10_3d", "B", (14_707_224, 14_604_624, 14_451_237)),
@@ -48,7 +49,7 @@ def test_counts_equal_efficient_3dcnns_and_cvpr2018(name, shortcut, counts):
     assert tuple(n_params(name, nc, shortcut=shortcut) for nc in (600, 400, 101)) == counts
 
 
-# zoo.md §2.2 (CVPR2018 branch) rows not covered above: params at 400 / 600 classes, shortcut B.
+# kenshohara/3D-ResNets-PyTorch, CVPR2018 branch: rows not covered above: params at 400 / 600 classes, shortcut B.
 CVPR2018 = [
     ("preresnet18_3d", {}, (33_408_208, 33_510_808)),
     ("preresnet34_3d", {}, (63_717_840, 63_820_440)),
@@ -65,8 +66,8 @@ def test_counts_equal_the_cvpr2018_branch(name, options, counts):
     assert tuple(n_params(name, nc, **options) for nc in (400, 600)) == counts
 
 
-# zoo.md §2.1 (master, new API): params at 400 / 700 classes. Master's ResNeXt and WRN widen the stem to the
-# first stage's width (stem_width=128); its ResNeXt/pre-activation rows are the "PATCHED" ones (the
+# kenshohara/3D-ResNets-PyTorch master (new API): params at 400 / 700 classes. Master's ResNeXt and WRN widen the
+# stem to the first stage's width (stem_width=128); its ResNeXt/pre-activation rows are the "PATCHED" ones (the
 # original's model.py cannot build them).
 MASTER = [
     ("resnet10_3d", {}, (14_604_624, 14_758_524)),
@@ -105,7 +106,7 @@ def test_counts_equal_master(name, options, counts):
     assert tuple(n_params(name, nc, **options) for nc in (400, 700)) == counts
 
 
-# zoo.md §1.2: ResNetL-10 (Real-time-GesRec) at 2 / 27 / 101 / 400 / 600 classes.
+# ResNetL-10 (ahmetgunduz/Real-time-GesRec, as in okankop/Efficient-3DCNNs) at 2 / 27 / 101 / 400 / 600 classes.
 RESNETL = {
     "A": (902_450, 905_675, 915_221, 953_792, 979_592),
     "B": (913_650, 916_875, 926_421, 964_992, 990_792),
@@ -124,7 +125,8 @@ def test_resnetl10_is_resnet10_at_a_quarter_width():
 
 
 def test_fine_tuning_counts_of_the_published_recipes():
-    # r3d50 (K700) -> 101 classes and r3d18 -> 101 classes (zoo.md §2.1); the course file's 224 model.
+    # r3d50 (K700) -> 101 classes and r3d18 -> 101 classes (kenshohara/3D-ResNets-PyTorch
+    # master); the course file's 224 model.
     assert n_params("resnet50_3d", 101) == 46_405_925
     assert n_params("resnet18_3d", 101) == 33_255_717
 
@@ -167,7 +169,8 @@ def test_family_lists_exactly_these_names():
     assert sorted(hara) == sorted(NAMES)
 
 
-# FlopCounter GMACs at 1x3x16x112x112: zoo.md §1.2 (600 classes, 4 decimals) and §2.1 (400 classes, 3 decimals).
+# FlopCounter GMACs at 1x3x16x112x112: okankop/Efficient-3DCNNs (600 classes, 4 decimals) and
+# kenshohara/3D-ResNets-PyTorch master (400 classes, 3 decimals).
 @pytest.mark.parametrize(
     ("name", "shortcut", "num_classes", "gmacs"),
     [("resnet18_3d", "A", 600, 8.2964), ("resnet50_3d", "B", 600, 10.0697), ("resnext101_3d", "B", 600, 9.5681),

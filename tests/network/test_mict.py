@@ -1,4 +1,4 @@
-"""MiCT-ResNet: counts and shapes from zoo.md section 3, cross-domain structure, torchvision 2D init."""
+"""MiCT-ResNet: counts and shapes measured on fmahoudeau/MiCT-Net-PyTorch, cross-domain structure, 2D init."""
 
 import pytest
 import torch
@@ -9,7 +9,8 @@ from vidnet.network import create_model, model_info
 from vidnet.network.mict import MiCTResNet, mict_resnet
 from vidnet.network.resnet2d import resnet2d
 
-# zoo.md section 3 (101 classes, 7x7x7 first kernel) and the README's 3x7x7 / 5x7x7 rows (deltas -37,632 / -18,816).
+# fmahoudeau/MiCT-Net-PyTorch (101 classes, 7x7x7 first kernel) and its README's
+# 3x7x7 / 5x7x7 rows (deltas -37,632 / -18,816).
 ZOO_MICT = {
     (18, 7): 16_051_685,
     (18, 5): 16_051_685 - 18_816,

@@ -7,7 +7,8 @@ from vidnet.network import mtnet as mtnet_module
 from vidnet.network.mtnet import MTBlock, MTConv, MTNet, frame_select_pool
 from vidnet.testing import load_parity_fixture, parity_clip, parity_state_dict
 
-# srtg.md section 2: (params at 400 classes, params at 101 classes, GRU params), measured on the original code.
+# Measured on the original MTNet code (alexandrosstergiou/Squeeze-and-Recursion-Temporal-Gates, network/MTnet.py):
+# (params at 400 classes, params at 101 classes, GRU params), measured on the original code.
 COUNTS = {
     "mtnet_xs": (21_835_664, 21_682_277, 6_551_040),
     "mtnet_s": (39_981_968, 39_828_581, 10_867_200),
@@ -20,7 +21,7 @@ COUNTS = {
     "mtnet_m_g8": (13_274_842, 13_121_455, 11_834_112),
     "mtnet_l_g8": (24_883_258, 24_729_871, 22_331_136),
 }
-# srtg.md section 1.6: blocks per stage and groups of each original constructor.
+# The original network/MTnet.py: blocks per stage and groups of each original constructor.
 LAYERS = {"xs": [2, 2, 2, 2], "s": [2, 2, 5, 3], "m": [3, 4, 6, 3], "l": [3, 4, 23, 3], "xl": [3, 8, 36, 3],
           "xxl": [3, 24, 36, 3]}
 
@@ -75,7 +76,7 @@ def test_original_state_dict_loads_and_legacy_mode_reproduces_the_original_logit
         diff = (legacy - ref).abs().max().item()
         assert diff <= 1e-3 * max(1.0, fx["logits_absmax"]), diff
 
-        # The default normalises the long stream once (defect 21 fixed): a different function on the same
+        # The default normalises the long stream once (the original applied it twice): a different function on the same
         # weights, which is why loading original checkpoints needs legacy=True.
         for m in model.modules():
             m.legacy = False
@@ -161,7 +162,7 @@ def test_any_clip_length_and_size(xs_model, frames, size):
 
 
 def test_stage_shapes_match_the_original():
-    # srtg.md 1.6, 16x112x112 input (short / long): C x T x H x W after each stage.
+    # The original network/MTnet.py, 16x112x112 input (short / long): C x T x H x W after each stage.
     model = create_model("mtnet_xs", num_classes=5).eval()
     shapes = []
     with torch.no_grad():

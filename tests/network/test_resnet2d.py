@@ -1,4 +1,4 @@
-"""2D ResNets: torchvision's exact key layout and counts (zoo.md section 5), weight files, frame classifier."""
+"""2D ResNets: torchvision's exact key layout and counts, weight files, frame classifier."""
 
 import pytest
 import torch
@@ -14,7 +14,7 @@ from vidnet.network.resnet2d import (
 )
 from vidnet.network.weights import read_state_dict
 
-# zoo.md section 5: params (1000 classes), params without fc, fc in, state-dict entries (without
+# torchvision's resnet18-152: params (1000 classes), params without fc, fc in, state-dict entries (without
 # num_batches_tracked), parameter tensors.
 ZOO_RESNET2D = {
     18: (11_689_512, 11_176_512, 512, 122, 102, 62),
@@ -31,7 +31,7 @@ def _meta(depth: int, **kw):
 
 
 def _torchvision_keys(depth: int) -> list[tuple[str, tuple[int, ...]]]:
-    """torchvision's state-dict keys and shapes, written out from its documented naming rules (zoo.md section 5)."""
+    """torchvision's state-dict keys and shapes, written out from its documented naming rules."""
     bottleneck = depth >= 50
     blocks = RESNET2D_LAYERS[depth][1]
     exp = 4 if bottleneck else 1

@@ -12,7 +12,8 @@ from vidnet.network.layers.residual_blocks import BasicBlock, Bottleneck
 from vidnet.network.layers.squeeze_recursion import SqueezeRecursion
 from vidnet.network.resnet3d import DEPTHS, VideoResNet
 
-# name, params (400 classes), params (101 classes), SR LSTM params: srtg.md section 2, measured on the original.
+# name, params (400 classes), params (101 classes), SR LSTM params, measured on
+# the original SRTG code (alexandrosstergiou/Squeeze-and-Recursion-Temporal-Gates).
 REFERENCE_COUNTS = [
     ("r3d_18", 33_371_472, 33_218_085, 0),
     ("r3d_34", 63_681_104, 63_527_717, 0),
@@ -101,7 +102,7 @@ def test_parameter_count_matches_reference(name, p400, p101, rnn):
 
 
 def _formula(name: str, num_classes: int) -> int:
-    """Independent parameter formula of srtg.md section 1 with the groups applied to the convolutions."""
+    """Independent parameter formula of the original srtg_resnet.py with the groups applied to the convolutions."""
     base = name.removeprefix("srtg_")
     conv = next(c for c in ("r2plus1d", "ir_csn", "ip_csn", "r3d") if c in base)
     depth = int(base.split("_")[-1] if conv in ("ir_csn", "ip_csn") or "xt" not in base and "wide" not in base
@@ -196,7 +197,7 @@ def test_long_clip_in_one_pass():
 @pytest.mark.parametrize("block", [BasicBlock, Bottleneck])
 def test_every_sr_place_is_sized_and_applied(place, block):
     # inplanes != planes != inner width: the original sized start/top LSTMs wrongly, never ran `skip` and
-    # never passed `place` at all (defects 11-14).
+    # never passed `place` at all.
     kw = {"conv_maker": Conv3DSimple, "stride": 2, "width_per_group": 128,
           "downsample": nn.Sequential(nn.Conv3d(8, 16, 1, stride=2, bias=False), nn.BatchNorm3d(16)),
           "sr_layer": SqueezeRecursion, "sr_place": place}

@@ -39,7 +39,7 @@ def test_gate_is_per_sample_and_leaves_inputs_alone():
     b = torch.cat([_seq(1, 11, 21, 31), _seq(30, 20, 10, 0)])
     a0, b0 = a.clone(), b.clone()
     assert cycle_consistent(a, b).tolist() == [True, False]
-    assert torch.equal(a, a0) and torch.equal(b, b0)  # the original scattered into its inputs (defect 6)
+    assert torch.equal(a, a0) and torch.equal(b, b0)  # the original scattered into its inputs
 
 
 class _FixedGate(nn.Module):
@@ -66,7 +66,7 @@ def test_sr_fuses_only_accepted_samples():
 
 @pytest.mark.parametrize("shape", [(2, 4, 3, 1, 5), (2, 4, 3, 5, 1), (2, 4, 3, 1, 1)])
 def test_sr_squeezes_any_spatial_size(shape):
-    # The original only pooled when H > 1 and W > 1 and crashed on H = 1, W > 1 (defect 9).
+    # The original only pooled when H > 1 and W > 1 and crashed on H = 1, W > 1.
     assert SqueezeRecursion(4, gate=TemporalCycleGate())(torch.randn(*shape)).shape == shape
 
 
@@ -97,7 +97,7 @@ def test_gates_change_the_output():
     assert True in decisions and False in decisions
     # (relative: SR at initialisation shrinks activations by orders of magnitude)
     assert not torch.allclose(y_gated, y_ungated, rtol=1e-3, atol=0)
-    # The original's gate returned all zeros, so a gated SRTG equalled the plain backbone (defect 6).
+    # The original's gate returned all zeros, so a gated SRTG equalled the plain backbone.
     assert not torch.allclose(y_gated, y_plain, rtol=1e-3, atol=0)
 
 

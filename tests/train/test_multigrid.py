@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from torch.utils.data import DistributedSampler
 
 from vidnet.train.multigrid import MultigridBatchSampler
@@ -63,3 +64,35 @@ def test_ranks_get_disjoint_indices_and_identical_shapes():
     assert [[k[1:] for k in b] for b in ranks[0]] == [[k[1:] for k in b] for b in ranks[1]]
     idx = [{k[0] for b in r for k in b} for r in ranks]
     assert not idx[0] & idx[1]
+
+
+def test_a_shape_the_model_cannot_train_at_is_refused_before_the_first_step(tmp_path):
+    # --batch-size 1 with both cycles: sub-batch BN normalises groups of 1 clip, and the short cycle's small crop
+    # leaves tiny_3d's last layers one value per channel (PyTorch: "Expected more than 1 value per channel").
+    from tests.train.conftest import MotionClips
+    from vidnet.errors import UsageError
+    from vidnet.train.config import TrainConfig
+    from vidnet.train.loop import train
+
+    cfg = TrainConfig.from_flat({
+        "network": "tiny_3d", "dataset": str(tmp_path / "motion"), "model_dir": str(tmp_path / "runs"), "workers": 0,
+        "batch_size": 1, "end_epoch": 2, "lr_steps": [1], "clip_length": 4, "clip_size": 16, "tensorboard": False,
+        "long_cycles": True, "short_cycles": True})
+    with pytest.raises(UsageError, match=r"multigrid shape \d+ x \d frames x \d+x\d+: BatchNorm '[\w.]+' would see 1 "
+                                         r"value per channel .* use a larger --batch-size or --clip-size"):
+        train(cfg, train_set=MotionClips(48, size=(16, 16)), val_set=None)
+    assert not any((tmp_path / "runs").rglob("*.pth"))
+
+
+def test_check_shapes_counts_the_smallest_sub_batch_group():
+    from torch import nn
+
+    from vidnet.errors import UsageError
+    from vidnet.train.multigrid import check_shapes
+    from vidnet.train.schedules import Shape
+    from vidnet.train.sub_batch_norm import convert_sub_batch_norm
+
+    model = convert_sub_batch_norm(nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.BatchNorm3d(3)), 2)
+    check_shapes(model, [Shape(4, 2, 8, 8)])  # groups of 2 clips: 2 values per channel
+    with pytest.raises(UsageError, match=r"batch shape 3 x 2 frames x 8x8: BatchNorm '1' would see 1 value"):
+        check_shapes(model, [Shape(4, 2, 8, 8), Shape(3, 2, 8, 8)])  # 3 = a group of 2 and a group of 1

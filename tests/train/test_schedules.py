@@ -42,7 +42,8 @@ def test_unknown_schedule():
 
 
 def test_stage_lengths_reproduce_pyslowfast_kinetics_schedule():
-    # SlowFast R50 8x8 multigrid (T=32, S=224, steps 0/94/154/196, 239 epochs, x1.5): anchors.md §4a, whose
+    # SlowFast R50 8x8 multigrid (T=32, S=224, steps 0/94/154/196, 239 epochs, x1.5): Wu et al. (arXiv 1912.00998) and
+    # facebookresearch/SlowFast, whose
     # mean batch factors include PySlowFast's short cycle at absolute crops (16,8,8 / 8,4,4 / 8,4,2 / 4,2,1)/3.
     ends = stage_end_epochs((0, 94, 154, 196), 239, (32 / 3, 16 / 3, 14 / 3, 7 / 3), 1.5)
     assert [e for *_, e in ends] == [73, 110, 142, 158, 205, 228, 248, 259, 291, 308, 322, 329, 358]
@@ -50,7 +51,7 @@ def test_stage_lengths_reproduce_pyslowfast_kinetics_schedule():
 
 
 # Batch, frames and crop for base B=8, T=16, S=224: long stages down, short phases across (the same set of shapes
-# as the original's table in srtg.md §4, whose short phase 0 is the unchanged shape).
+# as the original SRTG code's table (train/model.py), whose short phase 0 is the unchanged shape).
 TABLE = {
     0: [(256, 4, 80), (128, 4, 112), (64, 4, 158)],
     1: [(128, 8, 80), (64, 8, 112), (32, 8, 158)],

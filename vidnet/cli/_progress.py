@@ -14,6 +14,9 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+"""Progress, notes and logs: stderr."""
+results = Console()
+"""A command's results (tables a user redirects to a file): stdout."""
 
 
 def make_progress(unit: str = "videos") -> Progress:

@@ -13,7 +13,8 @@ from rich.table import Table
 from vidnet import __version__
 from vidnet._log import setup_logging
 from vidnet.cli._app import app
-from vidnet.cli._progress import console, make_progress
+from vidnet.cli._progress import console, make_progress, results
+from vidnet.data.splits import DEFAULT_VAL_FRACTION
 from vidnet.errors import UsageError, VidnetError
 
 Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-v, -vv).")]
@@ -73,7 +74,8 @@ def convert(
     index: Annotated[Path | None, typer.Option(help="Index naming the videos (source column), labels and "
                                                     "splits; default SRC/index.csv when it exists.")] = None,
     val_fraction: Annotated[float, typer.Option(help="Without an index: share of each class put in split "
-                                                     "'val' by a stable hash of the id.")] = 0.0,
+                                                     "'val' (stratified per class, deterministic; 0 = none).")
+                            ] = DEFAULT_VAL_FRACTION,
     overwrite: Annotated[bool, typer.Option(help="Redo stores that are already complete.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit non-zero if any input fails.")] = False,
     limit: Annotated[int | None, typer.Option(help="Convert at most N videos (for a trial run).")] = None,
@@ -141,6 +143,7 @@ def convert(
     console.print(
         f"{summary.converted} converted, {summary.skipped} already done, [red]{summary.failed} failed[/red], "
         f"{summary.warnings} warnings; {summary.frames:,} frames in {summary.seconds:.1f} s ({rate:,.0f} frames/s)"
+        f"\n{_split_summary(out / 'index.csv')}"
         f"\nindex: {out}/index.csv  labels: {out}/labels.json"
         + (f"  problems: {out}/convert-errors.csv" if summary.problems else "")
     )
@@ -148,6 +151,22 @@ def convert(
         raise VidnetError(f"{src}: nothing converted ({summary.failed} failed; see {out}/convert-errors.csv)")
     if strict and summary.failed:
         raise VidnetError(f"{summary.failed} input(s) failed and --strict was given (see {out}/convert-errors.csv)")
+
+
+def _split_summary(index: Path) -> str:
+    """``splits: train 80, val 20 (per class ...)`` of a written index, or what to do when it has none."""
+    from collections import Counter
+
+    from vidnet.data.index import read_index
+
+    try:
+        counts = Counter(r.split or "(none)" for r in read_index(index))
+    except (OSError, VidnetError):
+        return ""
+    text = "splits: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    if set(counts) == {"(none)"}:
+        text += " (no split: `vidnet train` needs one; run again with --val-fraction 0.2)"
+    return text
 
 
 def _print_store(rep) -> None:
@@ -159,7 +178,7 @@ def _print_store(rep) -> None:
         table.add_row("note", note)
     table.add_row("valid", "[green]yes: every frame decodes[/green]" if rep.ok else
                   "[red]no[/red]: " + "; ".join(rep.problems[:5]))
-    console.print(table)
+    results.print(table)
 
 
 def _print_dataset(rep) -> None:
@@ -184,13 +203,13 @@ def _print_dataset(rep) -> None:
                       f"{len(rep.unknown_labels)}: {', '.join(rep.unknown_labels[:5])} (not in labels.json)")
     for note in rep.notes:
         table.add_row("[yellow]warning[/yellow]", note)
-    console.print(table)
+    results.print(table)
     per_class = Table(title="videos per class")
     per_class.add_column("class")
     per_class.add_column("videos", justify="right")
     for label, n in rep.per_class.items():
         per_class.add_row(label, str(n))
-    console.print(per_class)
+    results.print(per_class)
 
 
 @app.command()

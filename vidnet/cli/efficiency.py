@@ -13,24 +13,12 @@ from vidnet.errors import UsageError
 
 
 def _expand_networks(patterns: list[str]) -> list[str]:
-    from vidnet.network import list_models, model_info
+    from vidnet.network import UnknownModelError, resolve_names
 
-    names: list[str] = []
-    for pattern in patterns:
-        for part in (p.strip() for p in pattern.split(",")):
-            if not part:
-                continue
-            if any(ch in part for ch in "*?["):
-                found = list_models(part)
-                if not found:
-                    raise UsageError(f"--network {part!r}: no registered model matches (see `vidnet models`)")
-                names += found
-            else:
-                try:
-                    names.append(model_info(part).name)
-                except KeyError as err:
-                    raise UsageError(f"--network: {err}") from None
-    return list(dict.fromkeys(names))
+    try:
+        return list(dict.fromkeys(n for pattern in patterns if pattern.strip() for n in resolve_names(pattern)))
+    except UnknownModelError as err:
+        raise UsageError(f"--network: {err}") from None
 
 
 def _set_threads(threads: int | None) -> None:
@@ -66,9 +54,9 @@ def profile_command(
     MACs are multiply-accumulates (FLOPs = 2 x MACs). Latency is the median over --repeats after --warmup
     runs, ± half the interquartile range. Memory is per clip: CUDA max_memory_allocated, or on CPU the
     sampled rise of the resident set size (an estimate). "pub" columns quote the Efficient-3DCNNs table
-    (anchors.md §2c, 600 classes, thop MFLOPs) next to our count at 600 classes. For X3D, SlowFast and MViTv2 a
-    second table puts their published Kinetics-400 GFLOPs per view, parameters and top-1 beside our count at
-    the same view.
+    (Köpüklü et al. ICCVW 2019 Table 8: 600 classes, thop MFLOPs) next to our count at 600 classes. For X3D,
+    SlowFast and MViTv2 a second table puts their published Kinetics-400 GFLOPs per view, parameters and top-1
+    beside our count at the same view.
     """
     from vidnet._parse import parse_clip
     from vidnet.network.profile import profile_model
@@ -418,7 +406,7 @@ def export_command(
     """Export a model to ONNX or TorchScript and verify it against PyTorch (max abs diff printed).
 
     The batch axis is dynamic; the time axis too where the model verifies at a second clip length. ONNX
-    needs the `export` extra (pip install 'vidnet[export]'). Exits non-zero if verification fails.
+    needs the `export` extra (pip install 'vidnet\\[export]'). Exits non-zero if verification fails.
     """
     from vidnet._parse import parse_clip
     from vidnet.errors import VidnetError

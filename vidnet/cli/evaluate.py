@@ -169,6 +169,8 @@ def _reader(source: Path):
     """
     from vidnet.data.store import STORE_NAME, FrameStore, decode_frames, jpeg_size
 
+    if source.is_dir() and not (source / STORE_NAME).is_file():
+        raise UsageError(f"{source}: a folder without a {STORE_NAME}: give a video file or a frame store")
     if source.is_dir() or source.name == STORE_NAME or source.suffix == ".db":
         store = FrameStore(source)
 
@@ -180,8 +182,10 @@ def _reader(source: Path):
         return len(store), read_store
     from vidnet.data.video import iter_video_frames
 
-    if not source.is_file():
+    if not source.exists():
         raise UsageError(f"{source}: no such video file or frame store")
+    if not source.is_file():
+        raise UsageError(f"{source}: not a regular file (give a video file or a frame store)")
     # The decoder is the truth about the frame count; the frames of a clip to classify fit in memory.
     frames = np.stack(list(iter_video_frames(source)))
     return len(frames), lambda idx, min_size_for: frames[np.asarray(idx)]

@@ -134,6 +134,15 @@ def train(
             panel=_MODEL,
         ),
     ] = None,
+    precise_bn: Annotated[
+        str | None,
+        _opt(
+            "--precise-bn",
+            help="Recompute BatchNorm statistics over N training batches before validating and saving: auto (200 "
+            "with multigrid or runs under 100 steps), off, or N.",
+            panel=_MODEL,
+        ),
+    ] = None,
     optimizer: Annotated[str | None, _opt("--optimizer", help="sgd or adamw.", panel=_OPTIM)] = None,
     lr_base: Annotated[
         float | None, _opt("--lr-base", help="Peak learning rate (default 0.1 for SGD, 1e-3 for AdamW).", panel=_OPTIM)
@@ -219,7 +228,9 @@ def train(
         int | None, _opt("--nan-patience", help="Stop after N non-finite losses in a row.", panel=_RUN)
     ] = None,
     tensorboard: Annotated[
-        bool | None, _opt("--tensorboard/--no-tensorboard", help="TensorBoard events when installed.", panel=_RUN)
+        bool | None, _opt("--tensorboard/--no-tensorboard",
+                             help="TensorBoard events in <run>/tb (default: when installed; pip install "
+                             "'vidnet\\[tb]').", panel=_RUN)
     ] = None,
     max_steps: Annotated[
         int | None, _opt("--max-steps", help="Stop after this optimizer step, with a resumable checkpoint.", panel=_RUN)

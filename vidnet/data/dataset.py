@@ -241,7 +241,7 @@ class VideoClipDataset(Dataset):
             raise UsageError(f"num_frames must be a positive integer, got {num_frames!r}")
         self.labels = read_labels(self.root / "labels.json")
         self.num_classes = len(self.labels)
-        rows = read_index(self.root / "index.csv")  # bad, escaping or duplicate rows are errors
+        rows = all_rows = read_index(self.root / "index.csv")  # bad, escaping or duplicate rows are errors
         for warning in split_warnings(rows):
             if split is not None and warning.startswith(f"split {split!r}"):
                 log.warning("%s: %s", self.root, warning)
@@ -257,7 +257,12 @@ class VideoClipDataset(Dataset):
             if r.label not in self.labels:
                 raise VidnetError(f"{self.root / 'index.csv'}: label {r.label!r} of {r.id} is not in labels.json")
         if not rows:
-            raise UsageError(f"{self.root}: no videos in split {split!r}" + (f" for {classes}" if classes else ""))
+            have = sorted({r.split for r in all_rows if r.split})
+            hint = (f" (its splits: {', '.join(have)})" if have else
+                    " (its index.csv gives no video a split: run the same `vidnet convert` again with "
+                    "--val-fraction 0.2, which keeps the finished stores, or give an --index with a split column)")
+            raise UsageError(f"{self.root}: no videos in split {split!r}" + (f" for {classes}" if classes else "")
+                             + hint)
         self.rows: list[IndexRow] = rows
         self.split = split
         self.num_frames = int(num_frames)

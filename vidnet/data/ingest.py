@@ -34,7 +34,6 @@ import os
 import re
 import signal
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -58,6 +57,7 @@ from vidnet.data.index import (
     refresh_index,
     video_dir_name,
 )
+from vidnet.data.splits import DEFAULT_VAL_FRACTION, stratified_split
 from vidnet.data.store import (
     STORE_NAME,
     FrameStore,
@@ -112,8 +112,8 @@ class ConvertOptions:
         strict: exit non-zero when any input fails.
         limit: convert at most this many videos (after sorting), for quick trials.
         index: an index file naming the videos (``source`` column) with labels and splits.
-        val_fraction: without an index, put this fraction of each class in split ``val`` (by a stable hash
-            of the video id, so adding videos never moves existing ones) and the rest in ``train``.
+        val_fraction: without an index, put this fraction of each class in split ``val`` and the rest in
+            ``train`` (`vidnet.data.splits.stratified_split`: per class, deterministic; default 0.2).
         in_place: ``db`` layout only: validate the stores where they are and add ``n_frames`` and the index
             files to SRC instead of writing a new tree.
         checksum: record a sha256 of each source file in the store's meta.
@@ -131,7 +131,7 @@ class ConvertOptions:
     strict: bool = False
     limit: int | None = None
     index: Path | None = None
-    val_fraction: float = 0.0
+    val_fraction: float = DEFAULT_VAL_FRACTION
     in_place: bool = False
     checksum: bool = True
     allow_outside_source: bool = False
@@ -411,10 +411,9 @@ def _jobs_from_folders(src: Path, opts: ConvertOptions, problems, exclude: Path 
                 problems.append((str(entry), "error", reason))
                 continue
             jobs.append(Job(d.name, video_id, entry, kind, extra={"source": str(entry.relative_to(src))}))
-    if opts.val_fraction > 0:
-        for job in jobs:
-            h = zlib.crc32(f"{job.label}/{job.video_id}".encode()) / 2**32
-            job.split = "val" if h < opts.val_fraction else "train"
+    splits = stratified_split(((job.label, job.video_id) for job in jobs), opts.val_fraction)
+    for job in jobs:
+        job.split = splits[(job.label, job.video_id)]
     return jobs
 
 

@@ -13,13 +13,13 @@ wrapped around to the start (``short="loop"``, the default, as MiCT-Net and MMAc
 ``out_of_bound_opt="loop"`` do) or replaced by the last frame (``short="pad"``, a freeze at the end).
 Either way the result has exactly T indices; nothing is interpolated. Indices may repeat (short videos,
 speed < 1); the reader must return one frame per index, in order, and not collapse duplicates
-(the original's SQL ``IN`` query did, and then interpolated the missing frames: defect 31 of
-``shared/reference/srtg.md``).
+(the original SRTG code's SQL ``IN`` query did, and then interpolated the missing frames;
+alexandrosstergiou/Squeeze-and-Recursion-Temporal-Gates, ``data/video_iterator.py``).
 
 Reproducibility. `worker_rng` derives a generator from ``(base_seed, epoch, sample index)``, so a clip and
 its augmentation depend only on which sample is drawn in which epoch, never on the number of DataLoader
 workers or on which worker happens to serve it (the original seeded with the wall clock and copied one
-RandomState into every worker: defect 35).
+RandomState into every worker).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ the same seed reproduces the same parameters. Albumentations' own ``Compose(seed
 seeded with the *same* value, so the first draws of all children are equal and their ``p`` decisions fire
 together (all or none, measured with three p=0.5 flips). A shared generator keeps them independent.
 
-The parameters follow ``shared/reference/srtg.md`` §3.4 and the original README (anchors.md §0); imgaug,
+The parameters follow the original SRTG code (alexandrosstergiou/Squeeze-and-Recursion-Temporal-Gates,
+``data/video_transforms.py`` and its README's augmentation list); imgaug,
 which the original used, does not import with NumPy 2. Mapping from imgaug to albumentations:
 
 ==========================================  ==================================================================
@@ -531,7 +532,7 @@ class ClipEval:
         return np.stack(crops) if self.config.crop == "three" else crops[0]
 
 
-# Dataset families and their settings, from shared/reference/srtg.md §3.4 unless noted.
+# Dataset families and their settings, from the original SRTG code's data/video_transforms.py unless noted.
 _KINETICS_PHOTOMETRIC = PhotometricConfig(p_any=0.9, p_each=0.4, multiply=(0.8, 1.2), gamma=(0.85, 1.15))
 _TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "ucf101": {"resize_short": 294, "crop": "random", "crop_size": 224, "photometric": PhotometricConfig(0.65, 0.3)},

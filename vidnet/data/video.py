@@ -79,6 +79,9 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
         raise VideoDecodeError(f"{path}: empty file (0 bytes)")
     try:
         container = av.open(str(path), mode="r")
+    except FileNotFoundError:  # the file exists: FFmpeg read it as a playlist or list naming missing files
+        raise VideoDecodeError(f"{path}: not a video (FFmpeg read it as a playlist or list of other files, "
+                               "which do not exist)") from None
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
         raise VideoDecodeError(f"{path}: not a readable video ({_reason(err)})") from None
     if not container.streams.video:

@@ -35,6 +35,8 @@ __all__ = [
     "ConfusedPair",
     "Summary",
     "summarize",
+    "improves_best",
+    "best_index",
 ]
 
 
@@ -210,3 +212,19 @@ def summarize(
     return Summary(n=len(labels), topk=topk_accuracy(log_probs, labels, ks),
                    mean_class_accuracy=mean_class_accuracy(cm), loss=loss, confusion=cm,
                    best=best, worst=worst, confused=most_confused_pairs(cm, rank))
+
+
+def improves_best(top1: float, best: float) -> bool:
+    """The one rule for a run's best epoch (the trainer's ``best.pth``, the report's "best epoch"): a validation
+    is the new best when its top-1 is strictly higher than every earlier one's, so a tie keeps the earlier epoch
+    and NaN never wins. ``best`` starts at 0: an epoch at 0 % top-1 is never the best."""
+    return top1 > best
+
+
+def best_index(top1: Sequence[float]) -> int | None:
+    """Index of the best of successive validations under `improves_best`; None when none improves on 0."""
+    best, index = 0.0, None
+    for i, value in enumerate(top1):
+        if improves_best(value, best):
+            best, index = value, i
+    return index

@@ -1,6 +1,7 @@
 """Loading a model for evaluation and running it over the views of each video.
 
-Two protocols, always reported side by side because they are routinely confused (anchors §3):
+Two protocols, always reported side by side because they are routinely confused (e.g. issues 24, 53, 80
+and 117 of kenshohara/3D-ResNets-PyTorch, 428 and 444 of facebookresearch/SlowFast):
 
 * **clip accuracy**: one centre clip per video through the validation transform the model was trained
   with, exactly what ``vidnet train`` validates on;

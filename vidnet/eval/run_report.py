@@ -19,6 +19,7 @@ from typing import Any
 from vidnet._io import atomic_path, atomic_write_text
 from vidnet.checkpoint import CHECKPOINT_DIR, checkpoint_name
 from vidnet.errors import UsageError, VidnetError
+from vidnet.eval.metrics import best_index
 from vidnet.eval.report import import_pyplot
 
 __all__ = ["EpochLog", "RunLogs", "read_run", "best_epoch", "find_test_summaries", "plot_curves", "write_summary",
@@ -110,17 +111,9 @@ def read_run(run_dir: str | os.PathLike) -> RunLogs:
 
 
 def best_epoch(log: EpochLog) -> int | None:
-    """Index of the row with the best top-1 (ties: lower loss, then the earlier epoch); None without rows."""
-    top1, loss = log.columns.get("top1", []), log.columns.get("loss", [])
-    candidates = [i for i in range(len(log)) if i < len(top1) and not math.isnan(top1[i])]
-    if not candidates:
-        return None
-
-    def key(i: int) -> tuple[float, float, int]:
-        lo = loss[i] if i < len(loss) and not math.isnan(loss[i]) else math.inf
-        return (-top1[i], lo, log.epochs[i])
-
-    return min(candidates, key=key)
+    """Index of the best validation row by the trainer's rule (`vidnet.eval.metrics.improves_best`: the first
+    maximum of top-1, the epoch ``best.pth`` holds); None without rows."""
+    return best_index(log.columns.get("top1", []))
 
 
 def find_test_summaries(run_dir: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:

@@ -7,6 +7,7 @@ from vidnet.network._registry import (
     list_models,
     model_info,
     register_model,
+    resolve_names,
 )
 
 # isort: split
@@ -25,4 +26,5 @@ import vidnet.network.slowfast  # noqa: F401
 import vidnet.network.tiny  # noqa: F401
 import vidnet.network.x3d  # noqa: F401
 
-__all__ = ["ModelInfo", "UnknownModelError", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["ModelInfo", "UnknownModelError", "create_model", "list_models", "model_info", "register_model",
+           "resolve_names"]

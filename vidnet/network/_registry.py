@@ -134,6 +134,30 @@ def list_models(pattern: str | None = None) -> list[str]:
     return names
 
 
+def resolve_names(spec: str | None) -> list[str]:
+    """Names from a comma list of exact names, aliases and shell wildcards (``r3d_18,srtg_*``), in the order
+    given, without repeats; None or empty: every registered name.
+
+    Raises:
+        UnknownModelError: an exact name that is not registered (with the closest names) or a wildcard that
+            matches nothing.
+    """
+    if not spec or not spec.strip():
+        return list_models()
+    names: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if any(ch in part for ch in "*?["):
+            found = list_models(part)
+            if not found:
+                raise UnknownModelError(f"no registered model matches {part!r} (see `vidnet models`)")
+            names += found
+        else:
+            names.append(model_info(part).name)
+    return list(dict.fromkeys(names))
+
+
 def _ensure_loaded() -> None:
     # Model modules register themselves on import; importing the package imports them all.
     import vidnet.network  # noqa: F401

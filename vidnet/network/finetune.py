@@ -55,7 +55,7 @@ def param_groups(
 
     Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped. The original code
     meant to do this but its recurrent test only matched ``lstm`` and its classifier prefix never matched
-    ``fc`` (defect 45).
+    ``fc``.
 
     Args:
         model: the model.

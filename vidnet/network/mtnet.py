@@ -285,8 +285,8 @@ class MTNet(nn.Module):
         width_per_group: width scale of the blocks (64 = planes).
         zero_init_residual: zero the last norm of every block so that each block starts as the identity.
         rate: short-stream channel fraction.
-        legacy: reproduce the original's double-applied long-stream norm (defect 21) and its height-only
-            tiny-map test (defect 22), to get the original's outputs from its checkpoints. Default False.
+        legacy: reproduce the original's double-applied long-stream norm and its height-only tiny-map
+            test, to get the original's outputs from its checkpoints. Default False.
     """
 
     def __init__(

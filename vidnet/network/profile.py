@@ -3,8 +3,8 @@
 MACs come from :mod:`vidnet.network.cost` (the same count as ``vidnet models``): FlopCounterMode's FLOPs / 2
 for convolutions and matrix products, nothing for batch norm, activations and pooling; registered models
 are counted on the ``meta`` device. The published Efficient-3DCNNs "MFLOPs" (``PUBLISHED``) come from the
-authors' bundled thop and are MAC-like counts, not 2 x MACs (see ``shared/reference/zoo.md``), which is
-why they sit next to our MACs.
+authors' bundled thop and are MAC-like counts, not 2 x MACs (thop also counts batch norm, so they sit 2-13 %
+above FlopCounterMode's MACs), which is why they sit next to our MACs.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ __all__ = [
 Precision = Literal["fp32", "bf16", "fp16"]
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# Köpüklü et al. ICCVW 2019 Table 8 (shared/reference/anchors.md §2c): (MFLOPs as published, params as
+# Köpüklü et al. ICCVW 2019 Table 8 (okankop/Efficient-3DCNNs, utils/results.png): (MFLOPs as published, params as
 # published), 16x112x112 input and 600 classes. Keyed by vidnet model name.
 PUBLISHED: dict[str, tuple[float, float]] = {
     "shufflenet_3d_050": (78, 0.55e6),

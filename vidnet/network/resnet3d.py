@@ -156,7 +156,7 @@ class VideoResNet(nn.Module):
     def _init_weights(self, zero_init_residual: bool) -> None:
         init_video_weights_(self)
         if zero_init_residual:
-            # The original referenced a nonexistent `bn3` here and crashed (defect 17).
+            # The original referenced a nonexistent `bn3` here and crashed.
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)) and getattr(m.last_norm(), "weight", None) is not None:
                     nn.init.zeros_(m.last_norm().weight)

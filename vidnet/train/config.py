@@ -140,11 +140,19 @@ class ModelConfig:
     bn_sub_batch: str = "auto"
     """BatchNorm statistics over groups of N clips when the batch is larger (`SubBatchNorm3d`): ``auto`` uses
     groups of --batch-size with multigrid (unless SyncBatchNorm is on), ``off`` never, or a number N."""
+    precise_bn: str = "auto"
+    """Precise BN: before each validation and checkpoint, recompute every BatchNorm's running statistics over N
+    training batches at the validation shape (PySlowFast's ``BN.USE_PRECISE_STATS``). ``auto``: 200 batches
+    (at most an epoch's) with multigrid or in runs under 100 optimizer steps, whose running statistics are
+    stale, else off; ``off``; or a number N."""
 
     def __post_init__(self) -> None:
         self.bn_sub_batch = str(self.bn_sub_batch).strip().lower()
         if self.bn_sub_batch not in ("auto", "off") and not (self.bn_sub_batch.isdigit() and int(self.bn_sub_batch)):
             raise _bad("bn_sub_batch", self.bn_sub_batch, "give auto, off or a positive number of clips")
+        self.precise_bn = str(self.precise_bn).strip().lower()
+        if self.precise_bn not in ("auto", "off") and not (self.precise_bn.isdigit() and int(self.precise_bn)):
+            raise _bad("precise_bn", self.precise_bn, "give auto, off or a positive number of batches")
         if self.fine_tune and not self.pretrained_3d:
             raise _bad("fine_tune", True, "needs --pretrained-3d (the weights to fine-tune)")
 
@@ -268,8 +276,9 @@ class RunConfig:
     """Debug logging and anomaly detection (slow)."""
     nan_patience: int = 5
     """Stop after this many consecutive non-finite losses (each one's step is skipped)."""
-    tensorboard: bool = True
-    """Write TensorBoard events when tensorboard is installed."""
+    tensorboard: bool | None = None
+    """TensorBoard events in ``<run>/tb``: True needs the tensorboard package (``pip install 'vidnet[tb]'``), False
+    never, None when it is installed (the log says when it is not)."""
     max_steps: int | None = None
     """Stop after this global step and save a resumable checkpoint (benchmarks, tests, time-boxed jobs)."""
 

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vidnet._log import get_logger
+from vidnet.errors import UsageError
 
-__all__ = ["Sink", "ConsoleSink", "CSVSink", "TensorBoardSink", "Sinks", "speed_colour", "SPEED_THRESHOLDS"]
+__all__ = ["Sink", "ConsoleSink", "CSVSink", "TensorBoardSink", "Sinks", "speed_colour", "SPEED_THRESHOLDS",
+           "confusion_image"]
 
 log = get_logger(__name__)
 
@@ -154,34 +156,77 @@ class CSVSink:
 
 
 class TensorBoardSink:
-    """Scalars per step (``train/loss``, ``train/lr``, speeds) and per epoch (``train_epoch/top1``, ``val/...``)."""
+    """TensorBoard events (``pip install 'vidnet[tb]'``), what one looks for in a run:
+
+    * per step: ``train/loss``, ``train/top1``, ``train/top5``, ``train/lr``; the mini-batch shape
+      ``shape/batch``, ``shape/frames``, ``shape/crop`` (multigrid changes it); on timed steps the speeds
+      ``speed/read``, ``speed/forward``, ``speed/backward`` (clips/s) and ``time/data_s`` against ``time/step_s``
+      (waiting for the batch against the forward and backward);
+    * per epoch: ``<phase>_epoch/loss``, ``top1``, ``top5``, ``clips_per_s``, ``lr``, and after validation the
+      confusion matrix as an image (``val/confusion``, rows = true class, each row scaled to its maximum).
+    """
 
     def __init__(self, folder: str | os.PathLike) -> None:
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
+        self.folder = Path(folder)
         self.writer = SummaryWriter(str(folder))
 
     @classmethod
-    def maybe(cls, folder: str | os.PathLike) -> TensorBoardSink | None:
-        """A sink if tensorboard is installed, else None."""
+    def create(cls, folder: str | os.PathLike, asked: bool | None) -> TensorBoardSink | None:
+        """A sink when asked (``True``) or by default (``None``) with tensorboard installed, else None.
+
+        Raises:
+            UsageError: ``--tensorboard`` was asked for and the tensorboard package is missing.
+        """
+        if asked is False:
+            return None
         try:
             return cls(folder)
         except ImportError:
+            hint = "the tensorboard package is not installed: pip install 'vidnet[tb]'"
+            if asked:
+                raise UsageError(f"--tensorboard: {hint}") from None
+            log.info(f"no TensorBoard events ({hint}); metrics go to train.csv and val.csv")
             return None
 
     def step(self, record: dict[str, Any]) -> None:
-        s = record["steps"]
-        for k in ("loss", "top1", "lr", "read", "forward", "backward"):
+        s, add = record["steps"], self.writer.add_scalar
+        for k in ("loss", "top1", "top5", "lr"):
             if k in record:
-                self.writer.add_scalar(f"train/{k}", record[k], s)
+                add(f"train/{k}", record[k], s)
+        for k in ("read", "forward", "backward"):
+            if k in record:
+                add(f"speed/{k}", record[k], s)
+        for k in ("data_s", "step_s"):
+            if k in record:
+                add(f"time/{k}", record[k], s)
+        for key, name in (("batch", "batch"), ("frames", "frames"), ("height", "crop")):
+            if key in record:
+                add(f"shape/{name}", record[key], s)
 
     def epoch(self, phase: str, record: dict[str, Any]) -> None:
-        for k in ("loss", "top1", "top5", "clips_per_s"):
+        for k in ("loss", "top1", "top5", "clips_per_s", "lr"):
             if k in record:
                 self.writer.add_scalar(f"{phase}_epoch/{k}", record[k], record["epoch"])
+        if record.get("confusion") is not None:
+            self.writer.add_image(f"{phase}/confusion", confusion_image(record["confusion"]), record["epoch"],
+                                  dataformats="HW")
+        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
+
+
+def confusion_image(cm: Any, *, min_size: int = 256) -> Any:
+    """A confusion matrix as a grey image ``[H, W]`` in [0, 1]: rows are true classes, each scaled to its
+    maximum (so every class's errors show), cells enlarged to at least ``min_size`` pixels in all."""
+    import numpy as np
+
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm / np.maximum(cm.max(axis=1, keepdims=True), 1)
+    scale = max(1, -(-min_size // max(len(cm), 1)))
+    return np.kron(rows, np.ones((scale, scale))).astype(np.float32)
 
 
 class Sinks:

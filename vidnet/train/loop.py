@@ -10,6 +10,7 @@ only enabled for fp16; only rank 0 logs and writes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import random
 import signal
@@ -30,11 +31,13 @@ from vidnet._io import atomic_write_text
 from vidnet._log import get_logger
 from vidnet.data.preprocessing import KINETICS_MEAN, KINETICS_STD, Preprocessing, normalize
 from vidnet.errors import UsageError, VidnetError
+from vidnet.eval.metrics import improves_best
 from vidnet.train import distributed
 from vidnet.train.config import TrainConfig
 from vidnet.train.distill import Teacher, distillation_loss, load_teacher
 from vidnet.train.hooks import ConsoleSink, CSVSink, Sinks, TensorBoardSink
-from vidnet.train.multigrid import MultigridBatchSampler
+from vidnet.train.multigrid import MultigridBatchSampler, check_shapes
+from vidnet.train.precise_bn import SHORT_RUN_STEPS, bn_layers, resolve_precise_bn, update_bn_stats
 from vidnet.train.schedules import MultigridSchedule, lr_at
 from vidnet.train.sub_batch_norm import convert_sub_batch_norm, resolve_sub_batch
 
@@ -111,6 +114,10 @@ class _Run:
     resumed_sums: Any = None
     lr: float = 0.0
     """The learning rate of the latest step (logged with validation)."""
+    precise_bn: int = 0
+    """Training batches over which BatchNorm statistics are recomputed before validating and saving (0: off)."""
+    planned_steps: int = 0
+    """Optimizer steps of the whole run."""
 
     @property
     def device(self) -> torch.device:
@@ -159,10 +166,13 @@ def train(
                 return result
             result.stopped = stopped
             last = epoch + 1 == run.plan.end_epoch or stopped is not None
-            if run.val_loader is not None and ((epoch + 1) % cfg.run.val_frequency == 0 or last):
+            validate = run.val_loader is not None and ((epoch + 1) % cfg.run.val_frequency == 0 or last)
+            if validate or (epoch + 1) % cfg.run.save_frequency == 0 or last:
+                _precise_bn(run, epoch, final=last)
+            if validate:
                 metrics = _validate(run, epoch)
                 result.val = {k: metrics[k] for k in ("loss", "top1", "top5")}
-                if metrics["top1"] > run.best_top1:
+                if improves_best(metrics["top1"], run.best_top1):
                     run.best_top1 = metrics["top1"]
                     saver.best(epoch + 1)
             if (epoch + 1) % cfg.run.save_frequency == 0 or last:
@@ -244,6 +254,7 @@ def _setup(cfg: TrainConfig, dist: Any, model: nn.Module | None, train_set: Data
     )
     multigrid = cfg.schedule.long_cycles or cfg.schedule.short_cycles
     model = _batch_norm_mode(model, cfg, dist, multigrid)
+    check_shapes(model, plan.all_shapes(), world_size=dist.world_size, multigrid=multigrid)
 
     # Optimizer, gradient scaler (fp16 only), EMA, learning-rate function.
     optimizer = build_optimizer(model, cfg, num_classes=num_classes)
@@ -262,7 +273,7 @@ def _setup(cfg: TrainConfig, dist: Any, model: nn.Module | None, train_set: Data
         net = torch.compile(net)
     batches, loader, val_loader = _loaders(cfg, dist, plan, train_set, val_set)
     sinks = Sinks([ConsoleSink(interval=cfg.run.log_interval), CSVSink(run_dir, start_epoch=position["start_epoch"]),
-                   TensorBoardSink.maybe(run_dir / "tb") if cfg.run.tensorboard else None]
+                   TensorBoardSink.create(run_dir / "tb", cfg.run.tensorboard)]
                   if dist.is_main else [])
     run = _Run(cfg=cfg, dist=dist, run_dir=run_dir, pre=pre, model=model, net=net, optimizer=optimizer,
                scaler=scaler, ema=ema, lr_fn=lr_fn, plan=plan, multigrid=multigrid, train_set=train_set,
@@ -271,9 +282,22 @@ def _setup(cfg: TrainConfig, dist: Any, model: nn.Module | None, train_set: Data
                autocast=partial(torch.autocast, device.type, dtype=_DTYPES[cfg.run.precision],
                                 enabled=cfg.run.precision != "fp32"),
                criterion=nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing), sinks=sinks, **position)
+    run.planned_steps = _planned_steps(run)
+    run.precise_bn = resolve_precise_bn(cfg.model.precise_bn, multigrid=multigrid, total_steps=run.planned_steps)
     if dist.is_main:
         _log_start(run)
     return run
+
+
+def _planned_steps(run: _Run) -> int:
+    """Optimizer steps of the whole run (multigrid batches differ per epoch), at most ``--max-steps``."""
+    probe = copy.copy(run.batches)  # shapes() reads only the epoch, the sample count and the schedule
+    batches = 0
+    for epoch in range(run.plan.end_epoch):
+        probe.epoch = epoch
+        batches += len(probe)
+    steps = -(-batches // run.cfg.optim.accumulate)
+    return min(steps, run.cfg.run.max_steps) if run.cfg.run.max_steps is not None else steps
 
 
 def _setup_process(cfg: TrainConfig, dist: Any, run_dir: Path) -> None:
@@ -390,6 +414,9 @@ def _log_start(run: _Run) -> None:
              f"{cfg.run.precision}; run folder {run.run_dir}")
     for line in run.plan.table() if run.multigrid else []:
         log.info(f"multigrid {line}")
+    if run.precise_bn:
+        log.info(f"precise BN: BatchNorm statistics recomputed over up to {run.precise_bn} training batches (at most "
+                 f"an epoch's) before each validation and checkpoint (--precise-bn {cfg.model.precise_bn})")
 
 
 # -- phase 2: the steps of one epoch -------------------------------------------------------------------------
@@ -457,7 +484,7 @@ def _train_epoch(run: _Run, epoch: int, stop: dict[str, bool]) -> tuple[np.ndarr
                   "frames": x.shape[2], "height": x.shape[3], "width": x.shape[4], "last": it + 1 == iterations}
         if timed:
             record.update(read=n / max(read_s, 1e-9), forward=n / max(t1 - t0, 1e-9),
-                          backward=n / max(t2 - t1, 1e-9))
+                          backward=n / max(t2 - t1, 1e-9), data_s=read_s, step_s=t2 - t0)
         run.sinks.step(record)
 
         # Early stops happen only at optimizer-step boundaries, so the saved state is consistent.
@@ -478,10 +505,12 @@ def _train_epoch(run: _Run, epoch: int, stop: dict[str, bool]) -> tuple[np.ndarr
         raise UsageError(f"epoch {epoch} has no full batch: {len(run.train_set)} clips over {dist.world_size} "
                          f"process(es), and its first batch takes {need} per process (--batch-size "
                          f"{cfg.schedule.batch_size}" + (", times the multigrid factor)" if run.multigrid else ")"))
-    loss_sum, c1, c5, n = distributed.all_reduce_sum(sums.tolist(), device)
+    # The speed counts the clips of this session only: a resumed epoch's earlier clips took another session's time.
+    here = sums[3] - (run.resumed_sums[3] if first and run.resumed_sums is not None else 0.0)
+    loss_sum, c1, c5, n, n_here = distributed.all_reduce_sum([*sums.tolist(), here], device)
     elapsed = time.perf_counter() - epoch_t0
     run.sinks.epoch("train", {"epoch": epoch, "loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "lr": lr,
-                              "clips_per_s": n / elapsed, "time": elapsed})
+                              "clips_per_s": n_here / elapsed, "time": elapsed})
     return sums, stopped
 
 
@@ -529,6 +558,35 @@ def _optimizer_step(run: _Run) -> None:
 
 
 # -- phase 3: validation and saving --------------------------------------------------------------------------
+
+
+def _precise_bn(run: _Run, epoch: int, *, final: bool) -> None:
+    """Precise BN before validating and saving: the BatchNorm statistics of the validated model recomputed over
+    ``run.precise_bn`` training batches of the base shape (what validation sees), averaged over processes; or,
+    when it is off in a short run (or at the end of a run stopped early), a note that the statistics are stale."""
+    target = run.ema.module if run.ema is not None else run.model
+    if not bn_layers(target):
+        return
+    if run.precise_bn == 0:
+        short = run.planned_steps < SHORT_RUN_STEPS or final
+        if short and run.step < SHORT_RUN_STEPS and run.dist.is_main:
+            log.warning(f"BatchNorm statistics are stale after {run.step} optimizer steps (their running averages "
+                        "lag the weights): validation may give every clip the same class; --precise-bn 200 "
+                        "recomputes them")
+        return
+    t0 = time.perf_counter()
+    base, shape_at = run.plan.base, run.batches.shape_at
+    run.batches.shape_at = lambda e, i: base  # the loader's batch sampler runs in this process: one shape for now
+    run.batches.set_epoch(epoch)
+    try:
+        batches = (_to_device(b, run.device, run.cfg.model.channels_last, run.pre)[0] for b in run.loader)
+        with run.autocast():
+            used = update_bn_stats(target, batches, min(run.precise_bn, len(run.batches)))
+    finally:
+        run.batches.shape_at = shape_at
+    distributed.all_reduce_mean_([t for m in bn_layers(target) for t in (m.running_mean, m.running_var)])
+    log.info(f"precise BN: statistics of {len(bn_layers(target))} BatchNorm layers over {used} batches of "
+             f"{base.batch} x {base.frames} x {base.height}x{base.width} ({time.perf_counter() - t0:.1f} s)")
 
 
 def _validate(run: _Run, epoch: int) -> dict[str, float]:
@@ -596,7 +654,8 @@ def evaluate(
     net: nn.Module, loader: DataLoader, *, device: torch.device, autocast: Any = None, channels_last: bool = False,
     pre: Preprocessing | None = None,
 ) -> dict[str, float]:
-    """Loss, top-1 and top-5 (fractions) of ``net`` over ``loader``, summed over every process.
+    """Loss, top-1 and top-5 (fractions) of ``net`` over ``loader`` and the confusion matrix (``confusion``,
+    rows = true class), summed over every process.
 
     Every clip counts once (the mean over clips, not the original's mean of running means). Clips are
     normalised with ``pre``'s mean/std (Kinetics' when None).
@@ -604,6 +663,7 @@ def evaluate(
     was_training = net.training
     net.eval()
     sums = np.zeros(4)
+    cm: np.ndarray | None = None
     for batch in loader:
         x, y = _to_device(batch, device, channels_last, pre)
         with autocast() if autocast is not None else contextlib.nullcontext():
@@ -612,10 +672,20 @@ def evaluate(
         loss = F.cross_entropy(logits, y, reduction="sum")
         c1, c5 = _correct(logits, y)
         sums += (float(loss), c1, c5, y.shape[0])
+        k = logits.shape[1]
+        cm = np.zeros((k, k)) if cm is None else cm
+        np.add.at(cm, (y.cpu().numpy(), logits.argmax(1).cpu().numpy()), 1)
     net.train(was_training)
     loss_sum, c1, c5, n = distributed.all_reduce_sum(sums.tolist(), device)
+    # A process without validation clips has no matrix yet: agree on the class count first.
+    k_sum, holders = distributed.all_reduce_sum([float(len(cm)) if cm is not None else 0.0, float(cm is not None)],
+                                                device)
+    if holders:
+        k = round(k_sum / holders)
+        cm = np.zeros((k, k)) if cm is None else cm
+        cm = np.asarray(distributed.all_reduce_sum(cm.ravel().tolist(), device)).reshape(k, k).astype(np.int64)
     n = max(n, 1)
-    return {"loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "n": n}
+    return {"loss": loss_sum / n, "top1": c1 / n, "top5": c5 / n, "n": n, "confusion": cm}
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, *, num_classes: int) -> torch.optim.Optimizer:

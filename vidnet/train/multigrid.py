@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import Sampler
 
+from vidnet.errors import UsageError
 from vidnet.train.schedules import Shape
 
-__all__ = ["MultigridBatchSampler", "SpanKeepingClip", "Key"]
+__all__ = ["MultigridBatchSampler", "SpanKeepingClip", "Key", "check_shapes"]
 
 Key = tuple[int, int, int, int]
 
@@ -133,3 +135,64 @@ def _scaled(sampler: Any, factor: int) -> Any:
     interval = sampler.interval
     scaled = tuple(i * factor for i in interval) if isinstance(interval, tuple) else interval * factor
     return dataclasses.replace(sampler, interval=scaled)
+
+
+def check_shapes(model: nn.Module, shapes: list[Shape], *, world_size: int = 1, multigrid: bool = False) -> None:
+    """Check every batch shape of a run against the model before the first step, without computing anything.
+
+    The model runs once per distinct clip shape on fake tensors (shapes only, no memory or arithmetic), and
+    every BatchNorm's input is measured: in training, a BatchNorm needs more than one value per channel in
+    each group it normalises (the batch; a `SubBatchNorm3d`'s groups, the last one possibly smaller; the
+    batch of every process for SyncBatchNorm). Multigrid's short cycle shrinks the crop, so with a small
+    batch a deep layer can be left with one value per channel, which PyTorch reports as a raw traceback at
+    that step.
+
+    Raises:
+        UsageError: a shape the model cannot train at, naming the shape, the layer and what to change.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    norms = {m: name for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    if not norms:
+        return
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    seen: dict[nn.Module, tuple[int, ...]] = {}
+    hooks = [m.register_forward_hook(lambda m, inputs, _: seen.__setitem__(m, tuple(inputs[0].shape)))
+             for m in norms]
+    was_training = model.training
+    model.eval()  # eval: running statistics are neither checked nor updated by the fake pass
+    try:
+        for clip in sorted({(s.frames, s.height, s.width) for s in shapes}):
+            seen.clear()
+            try:
+                with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+                    model(torch.empty(1, 3, *clip, device=device))
+            except Exception:  # noqa: BLE001 - a model the fake pass cannot run is checked by its first real step
+                continue
+            for shape in (s for s in shapes if (s.frames, s.height, s.width) == clip):
+                for m, size in seen.items():
+                    group = _smallest_group(m, shape.batch, world_size)
+                    values = group * int(np.prod(size[2:]))
+                    if values <= 1:
+                        what = "multigrid shape" if multigrid else "batch shape"
+                        raise UsageError(
+                            f"{what} {shape.batch} x {shape.frames} frames x {shape.height}x{shape.width}: BatchNorm "
+                            f"{norms[m]!r} would see {values} value per channel (groups of {group} clip(s) x "
+                            f"{size[1]} channels x {'x'.join(map(str, size[2:]))}) and cannot train; use a larger "
+                            "--batch-size or "
+                            f"--clip-size" + (", --bn-sub-batch 2 or more, or no --short-cycles (its crops are "
+                                              "the smallest)" if multigrid else ""))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+
+
+def _smallest_group(norm: nn.Module, batch: int, world_size: int) -> int:
+    """Clips in the smallest group a BatchNorm layer normalises together at a per-process ``batch``."""
+    if isinstance(norm, nn.SyncBatchNorm):
+        return batch * world_size
+    k = getattr(norm, "sub_batch", None)  # SubBatchNorm3d
+    if k is None or batch <= k:
+        return batch
+    return batch % k or k

@@ -266,6 +266,11 @@ class MultigridSchedule:
             return long
         return Shape(long.batch * b, long.frames, even(long.height * f), even(long.width * f), long.lr_scale)
 
+    def all_shapes(self) -> list[Shape]:
+        """Every distinct mini-batch shape of the run (each stage's long-cycle shape and its short-cycle ones)."""
+        shapes = {self.shape(s.start, i) for s in self.stages for i in range(len(SHORT_CYCLE) if s.short_cycle else 1)}
+        return sorted(shapes, key=lambda sh: (sh.frames, sh.height, sh.width, sh.batch))
+
     def table(self) -> list[str]:
         """One line per stage, for the log."""
         lines = []

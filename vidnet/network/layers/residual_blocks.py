@@ -44,7 +44,7 @@ class _Block(nn.Module):
             allowed = ", ".join(p for p in _PLACES if p in self.sr_channels)
             raise ValueError(f"{type(self).__name__} has no SR place {sr_place!r}; choose one of {allowed}")
         self.sr_place = sr_place
-        # Sized for the channels at its place (the original sized start/top layers wrongly, defects 12 and 14).
+        # Sized for the channels at its place (the original sized start/top layers wrongly).
         self.sr = sr_layer(self.sr_channels[sr_place]) if sr_layer is not None else None
 
     def _sr(self, place: str, x: torch.Tensor) -> torch.Tensor:
