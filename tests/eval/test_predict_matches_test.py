@@ -26,7 +26,9 @@ def test_predict_equals_test_for_a_centre_clip(family, augment, tiny_dataset, tm
     r = CliRunner().invoke(app, ["train", "-n", "tiny_3d", "--dataset", str(data), "--model-dir", str(runs),
                                  "--clip-length", "4", "--clip-size", "16", "--batch-size", "2", "--workers", "0",
                                  "--no-tensorboard", "--end-epoch", "1", "--train-frame-interval", "1",
-                                 "--val-frame-interval", "1", *augment])
+                                 "--val-frame-interval", "1", "--precise-bn", "off", *augment])
+    # --precise-bn off: over 2 batches of 2 clips precise BN leaves last-layer variances near 3e-4, which turn
+    # float rounding (test and predict batch the clips differently) into visible differences of probability.
     assert r.exit_code == 0, r.output
     ckpt = runs / "data" / "tiny_3d" / "checkpoints" / "ep-0001.pth"
     r = CliRunner().invoke(app, ["test", "-c", str(ckpt), "-d", str(data), "--clips", "1", "--crops", "1",

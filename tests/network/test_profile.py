@@ -43,7 +43,7 @@ def test_count_macs_matches_zoo(name: str, gmacs: float) -> None:
 
 
 def test_profile_macs_equal_vidnet_models() -> None:
-    res = CliRunner().invoke(app, ["models", "mobilenetv2_3d_0*", "--clip", "4x32x32", "--json"])
+    res = CliRunner().invoke(app, ["models", "mobilenetv2_3d_0*", "--macs", "--clip", "4x32x32", "--json"])
     assert res.exit_code == 0, res.output
     for row in json.loads(res.output):
         r = profile_model(row["name"], clip=TINY, repeats=1, warmup=0, backward=False)
