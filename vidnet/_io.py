@@ -6,7 +6,8 @@
   run is writing.
 * `inside` is the one containment check: every path built from data (an index row, a video id) is
   resolved and must lie inside its root.
-* `dir_lock` is the advisory lock that lets one run at a time write into a folder.
+* `dir_lock` is the advisory lock that lets one run at a time write into a folder (or, shared, lets several
+  runs that write disjoint parts of it, the shards of one conversion, run together while excluding the rest).
 """
 
 from __future__ import annotations
@@ -148,26 +149,31 @@ def inside(root: str | os.PathLike, path: str | os.PathLike, *, resolve: bool = 
 
 
 @contextmanager
-def dir_lock(folder: str | os.PathLike, *, what: str = "run", wait: bool = False) -> Iterator[Path]:
-    """Hold an advisory lock (``fcntl.flock``) on ``folder/.vidnet.lock`` for the block.
+def dir_lock(folder: str | os.PathLike, *, what: str = "run", wait: bool = False, shared: bool = False,
+             name: str = ".vidnet.lock") -> Iterator[Path]:
+    """Hold an advisory lock (``fcntl.flock``) on ``folder/<name>`` for the block.
 
-    The lock file records the holder's host and pid. The lock is released when the block ends or the
+    The lock file records the (last) holder's host and pid. The lock is released when the block ends or the
     process dies, whatever the way (the file itself is left in place, empty of meaning).
 
     Args:
         folder: the folder to lock (created if needed).
         what: what holds it, for the message (``convert``).
         wait: block until the holder is done instead of failing.
+        shared: take the lock shared: other shared holders (the shards of one conversion) run together, an
+            exclusive holder (a plain conversion, a merge) excludes them all and is excluded by any of them.
+        name: the lock file's name (one folder may hold several locks: one per shard).
 
     Raises:
         UsageError: (exit 2) another process holds the lock and ``wait`` is False; the message names its pid.
     """
     folder = Path(folder)
-    lock = folder / ".vidnet.lock"
+    lock = folder / name
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except OSError as err:
             if err.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
@@ -175,7 +181,7 @@ def dir_lock(folder: str | os.PathLike, *, what: str = "run", wait: bool = False
             if not wait:
                 raise UsageError(f"{folder}: in use by {holder}; wait for it to finish (or pass --wait)") from None
             get_logger(__name__).warning("%s: in use by %s; waiting for it to finish", folder, holder)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"vidnet {what} pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield lock
