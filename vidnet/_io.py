@@ -32,6 +32,8 @@ __all__ = [
     "atomic_write_json",
     "temp_path",
     "remove_orphan_temporaries",
+    "list_temporaries",
+    "host_name",
     "inside",
     "dir_lock",
 ]
@@ -40,14 +42,15 @@ _TEMP = re.compile(r"^\..+?\.(?:(?P<host>[A-Za-z0-9-]+)\.)?(?P<pid>\d+)(?:\.[0-9
 """A temporary file of `temp_path` (``.<name>.<host>.<pid>.<token>.tmp``; older writers left ``.<name>.<pid>.tmp``)."""
 
 
-def _host() -> str:
+def host_name() -> str:
+    """This host's name as temporary files carry it."""
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
 
 
 def temp_path(path: str | os.PathLike) -> Path:
     """A fresh temporary name beside ``path`` carrying this host and process id (nothing is created)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{host_name()}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -66,6 +69,19 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def list_temporaries(folder: str | os.PathLike, *, recursive: bool = True) -> list[tuple[Path, str | None, int]]:
+    """The temporary files of `temp_path` under ``folder``: ``(path, host or None, pid)`` each."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    out = []
+    for tmp in folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"):
+        m = _TEMP.match(tmp.name)
+        if m is not None:
+            out.append((tmp, m["host"], int(m["pid"])))
+    return out
+
+
 def remove_orphan_temporaries(folder: str | os.PathLike, *, recursive: bool = True) -> int:
     """Delete the temporary files under ``folder`` whose writer (a process of this host) is gone.
 
@@ -74,14 +90,9 @@ def remove_orphan_temporaries(folder: str | os.PathLike, *, recursive: bool = Tr
     Returns:
         How many were removed.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    host, n = _host(), 0
-    candidates = folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp")
-    for tmp in candidates:
-        m = _TEMP.match(tmp.name)
-        if m is None or (m["host"] not in (None, host)) or _pid_alive(int(m["pid"])):
+    host, n = host_name(), 0
+    for tmp, tmp_host, pid in list_temporaries(folder, recursive=recursive):
+        if tmp_host not in (None, host) or _pid_alive(pid):
             continue
         try:
             tmp.unlink()

@@ -111,7 +111,7 @@ def test_shard_killed_mid_run_refuses_merge_then_resumes(tmp_path):
             assert len(store) == 40 and not store.verify()
 
 
-def test_merge_refuses_missing_and_disagreeing_shards(sample, tmp_path):
+def test_merge_refuses_missing_and_disagreeing_shards(sample, tmp_path, caplog):
     dst = tmp_path / "dst"
     opts = {"workers": 1}
     res = _vidnet("convert", dst, "--merge")
@@ -137,7 +137,11 @@ def test_merge_refuses_missing_and_disagreeing_shards(sample, tmp_path):
     with pytest.raises(UsageError, match="parts of N=2 and N=3"):
         merge_shards(dst)
     (dst / "convert-summary.shard-1-of-2.json").unlink()
-    assert len(merge_shards(dst).rows) == 12
+    foreign = dst / "move_up" / ".frames.db.othernode.4242.0a1b2c3d.tmp"  # a shard killed on another node
+    foreign.write_bytes(b"half a store")
+    with caplog.at_level("WARNING"):
+        assert len(merge_shards(dst).rows) == 12
+    assert foreign.exists() and "1 unfinished temporary file(s) of runs on other hosts (othernode)" in caplog.text
 
 
 def test_shards_share_dst_but_exclude_a_plain_run_and_a_second_copy(sample, tmp_path):

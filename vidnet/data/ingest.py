@@ -49,7 +49,15 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from vidnet._io import atomic_write_json, atomic_write_text, dir_lock, inside, remove_orphan_temporaries
+from vidnet._io import (
+    atomic_write_json,
+    atomic_write_text,
+    dir_lock,
+    host_name,
+    inside,
+    list_temporaries,
+    remove_orphan_temporaries,
+)
 from vidnet._log import get_logger
 from vidnet._mp import process_pool
 from vidnet.data.index import (
@@ -879,6 +887,14 @@ def merge_shards(root: str | os.PathLike, *, wait: bool = False) -> ConvertSumma
         atomic_write_json(root / "convert-summary.json", {
             "shards": n, **_counts(summary), "stores": len(update.rows), "labels": len(update.labels),
             "options": parts[0].options})
+        # Temporaries of this host's dead runs are gone (open_dataset_root); those of other hosts cannot be told
+        # alive from here: a shard killed on one node and requeued on another leaves its temporary behind.
+        left = [(p, h) for p, h, _ in list_temporaries(root) if h not in (None, host_name())]
+        if left:
+            hosts = sorted({h for _, h in left})
+            log.warning("%s: %d unfinished temporary file(s) of runs on other hosts (%s) remain; they are no "
+                        "part of the dataset. Once no shard runs, delete them: find %s -name '.*.tmp' -delete",
+                        root, len(left), ", ".join(hosts[:5]), root)
         return summary
 
 
