@@ -78,6 +78,8 @@ def convert(
     setup_logging(0)
     if shards < 1:
         raise UsageError(f"--shards must be at least 1 (got {shards})")
+    if cluster not in (None, "slurm", "local", "debug"):
+        raise UsageError(f"--cluster must be slurm, local or debug (got {cluster!r})")
     submitit = _submitit()
     opts = {"short_side": short_side, "quality": quality, "fps": fps, "index": index.resolve() if index else None,
             "workers": cpus_per_task}
