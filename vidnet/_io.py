@@ -75,10 +75,15 @@ def list_temporaries(folder: str | os.PathLike, *, recursive: bool = True) -> li
     if not folder.is_dir():
         return []
     out = []
-    for tmp in folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"):
-        m = _TEMP.match(tmp.name)
-        if m is not None:
-            out.append((tmp, m["host"], int(m["pid"])))
+    # os.walk, not Path.rglob: a folder that vanishes mid-walk (another shard's failed video removes the one it
+    # made) is skipped, where rglob raises FileNotFoundError.
+    for parent, dirs, files in os.walk(folder):
+        for name in files:
+            m = _TEMP.match(name)
+            if m is not None:
+                out.append((Path(parent) / name, m["host"], int(m["pid"])))
+        if not recursive:
+            dirs.clear()
     return out
 
 

@@ -176,3 +176,18 @@ def test_partition_is_stable_across_processes_and_bad_shards_are_usage_errors(tm
             parse_shard(bad)
     res = _vidnet("convert", tmp_path, tmp_path / "d", "--shard", "0/4")
     assert res.returncode == 2 and "SLURM_ARRAY_TASK_ID+1" in one_line_error(res.stderr)
+
+
+def test_start_up_clean_survives_a_folder_another_shard_removes(tmp_path, monkeypatch):
+    from vidnet._io import remove_orphan_temporaries
+
+    (tmp_path / "label" / "failed_video").mkdir(parents=True)  # a shard's failed video removes this folder
+    real = os.scandir
+
+    def vanishing(path):
+        if Path(path).name == "failed_video":
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", vanishing)
+    assert remove_orphan_temporaries(tmp_path) == 0
