@@ -5,6 +5,7 @@ disagreeing shards; shards share DST but exclude a plain conversion."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -111,7 +112,7 @@ def test_shard_killed_mid_run_refuses_merge_then_resumes(tmp_path):
             assert len(store) == 40 and not store.verify()
 
 
-def test_merge_refuses_missing_and_disagreeing_shards(sample, tmp_path, caplog):
+def test_merge_refuses_missing_and_disagreeing_shards(sample, tmp_path, caplog, monkeypatch):
     dst = tmp_path / "dst"
     opts = {"workers": 1}
     res = _vidnet("convert", dst, "--merge")
@@ -139,7 +140,8 @@ def test_merge_refuses_missing_and_disagreeing_shards(sample, tmp_path, caplog):
     (dst / "convert-summary.shard-1-of-2.json").unlink()
     foreign = dst / "move_up" / ".frames.db.othernode.4242.0a1b2c3d.tmp"  # a shard killed on another node
     foreign.write_bytes(b"half a store")
-    with caplog.at_level("WARNING"):
+    monkeypatch.setattr(logging.getLogger("vidnet"), "propagate", True)  # setup_logging (a CLI test) turns it off
+    with caplog.at_level("WARNING", logger="vidnet"):
         assert len(merge_shards(dst).rows) == 12
     assert foreign.exists() and "1 unfinished temporary file(s) of runs on other hosts (othernode)" in caplog.text
 
