@@ -6,7 +6,8 @@
   run is writing.
 * `inside` is the one containment check: every path built from data (an index row, a video id) is
   resolved and must lie inside its root.
-* `dir_lock` is the advisory lock that lets one run at a time write into a folder.
+* `dir_lock` is the advisory lock that lets one run at a time write into a folder (or, shared, lets several
+  runs that write disjoint parts of it, the shards of one conversion, run together while excluding the rest).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ __all__ = [
     "atomic_write_json",
     "temp_path",
     "remove_orphan_temporaries",
+    "list_temporaries",
+    "host_name",
     "inside",
     "dir_lock",
 ]
@@ -39,14 +42,15 @@ _TEMP = re.compile(r"^\..+?\.(?:(?P<host>[A-Za-z0-9-]+)\.)?(?P<pid>\d+)(?:\.[0-9
 """A temporary file of `temp_path` (``.<name>.<host>.<pid>.<token>.tmp``; older writers left ``.<name>.<pid>.tmp``)."""
 
 
-def _host() -> str:
+def host_name() -> str:
+    """This host's name as temporary files carry it."""
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
 
 
 def temp_path(path: str | os.PathLike) -> Path:
     """A fresh temporary name beside ``path`` carrying this host and process id (nothing is created)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{host_name()}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -65,6 +69,24 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def list_temporaries(folder: str | os.PathLike, *, recursive: bool = True) -> list[tuple[Path, str | None, int]]:
+    """The temporary files of `temp_path` under ``folder``: ``(path, host or None, pid)`` each."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    out = []
+    # os.walk, not Path.rglob: a folder that vanishes mid-walk (another shard's failed video removes the one it
+    # made) is skipped, where rglob raises FileNotFoundError.
+    for parent, dirs, files in os.walk(folder):
+        for name in files:
+            m = _TEMP.match(name)
+            if m is not None:
+                out.append((Path(parent) / name, m["host"], int(m["pid"])))
+        if not recursive:
+            dirs.clear()
+    return out
+
+
 def remove_orphan_temporaries(folder: str | os.PathLike, *, recursive: bool = True) -> int:
     """Delete the temporary files under ``folder`` whose writer (a process of this host) is gone.
 
@@ -73,14 +95,9 @@ def remove_orphan_temporaries(folder: str | os.PathLike, *, recursive: bool = Tr
     Returns:
         How many were removed.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    host, n = _host(), 0
-    candidates = folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp")
-    for tmp in candidates:
-        m = _TEMP.match(tmp.name)
-        if m is None or (m["host"] not in (None, host)) or _pid_alive(int(m["pid"])):
+    host, n = host_name(), 0
+    for tmp, tmp_host, pid in list_temporaries(folder, recursive=recursive):
+        if tmp_host not in (None, host) or _pid_alive(pid):
             continue
         try:
             tmp.unlink()
@@ -148,26 +165,31 @@ def inside(root: str | os.PathLike, path: str | os.PathLike, *, resolve: bool = 
 
 
 @contextmanager
-def dir_lock(folder: str | os.PathLike, *, what: str = "run", wait: bool = False) -> Iterator[Path]:
-    """Hold an advisory lock (``fcntl.flock``) on ``folder/.vidnet.lock`` for the block.
+def dir_lock(folder: str | os.PathLike, *, what: str = "run", wait: bool = False, shared: bool = False,
+             name: str = ".vidnet.lock") -> Iterator[Path]:
+    """Hold an advisory lock (``fcntl.flock``) on ``folder/<name>`` for the block.
 
-    The lock file records the holder's host and pid. The lock is released when the block ends or the
+    The lock file records the (last) holder's host and pid. The lock is released when the block ends or the
     process dies, whatever the way (the file itself is left in place, empty of meaning).
 
     Args:
         folder: the folder to lock (created if needed).
         what: what holds it, for the message (``convert``).
         wait: block until the holder is done instead of failing.
+        shared: take the lock shared: other shared holders (the shards of one conversion) run together, an
+            exclusive holder (a plain conversion, a merge) excludes them all and is excluded by any of them.
+        name: the lock file's name (one folder may hold several locks: one per shard).
 
     Raises:
         UsageError: (exit 2) another process holds the lock and ``wait`` is False; the message names its pid.
     """
     folder = Path(folder)
-    lock = folder / ".vidnet.lock"
+    lock = folder / name
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except OSError as err:
             if err.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
@@ -175,7 +197,7 @@ def dir_lock(folder: str | os.PathLike, *, what: str = "run", wait: bool = False
             if not wait:
                 raise UsageError(f"{folder}: in use by {holder}; wait for it to finish (or pass --wait)") from None
             get_logger(__name__).warning("%s: in use by %s; waiting for it to finish", folder, holder)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"vidnet {what} pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield lock

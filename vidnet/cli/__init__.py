@@ -10,6 +10,7 @@ from vidnet.cli import efficiency as _efficiency  # noqa: F401
 from vidnet.cli import evaluate as _evaluate  # noqa: F401
 from vidnet.cli import models as _models  # noqa: F401
 from vidnet.cli import prepare as _prepare  # noqa: F401
+from vidnet.cli import slurm as _slurm  # noqa: F401
 from vidnet.cli import train as _train  # noqa: F401
 from vidnet.cli._app import app
 

@@ -88,6 +88,11 @@ def convert(
                                             "exiting.")] = False,
     reindex: Annotated[bool, typer.Option(help="`vidnet convert DST --reindex`: rebuild DST's index.csv and "
                                                "labels.json from its stores (label ids kept).")] = False,
+    shard: Annotated[str | None, typer.Option(help="K/N: convert only shard K of N (a stable hash of each "
+                                                   "video's key) and write DST/*.shard-K-of-N.* part files, "
+                                                   "not the index; for SLURM job arrays (docs/cluster.md).")] = None,
+    merge: Annotated[bool, typer.Option(help="`vidnet convert DST --merge`: build DST's index.csv, labels.json "
+                                             "and convert-errors.csv from the parts of every shard.")] = False,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -96,11 +101,23 @@ def convert(
     Resumable: an interrupted run leaves no half-written store, and a re-run skips finished videos.
     Bad inputs are listed in DST/convert-errors.csv; the exit code is 0 unless nothing converted or --strict.
     Whatever happens, DST/index.csv lists the complete stores in DST, and label ids never change.
-    One run at a time writes into a DST: a second exits with code 2 (or waits, with --wait).
+    One run at a time writes into a DST: a second exits with code 2 (or waits, with --wait); the shards of one
+    conversion (--shard K/N) run together, then `vidnet convert DST --merge` writes the index.
     """
-    from vidnet.data.ingest import ConvertOptions, convert_dataset, reindex_dataset
+    from vidnet.data.ingest import ConvertOptions, convert_dataset, merge_shards, reindex_dataset
+    from vidnet.data.shards import parse_shard
 
     setup_logging(-1 if quiet else verbose)
+    if merge:
+        if dst is not None or reindex or shard:
+            raise UsageError("--merge takes one folder and no --shard/--reindex: vidnet convert DST --merge")
+        s = merge_shards(src, wait=wait)
+        console.print(
+            f"merged {s.shards} shards: {s.converted} converted, {s.skipped} already done, "
+            f"[red]{s.failed} failed[/red], {s.warnings} warnings; {s.frames:,} frames in {s.seconds:.1f} "
+            f"process-seconds\n{len(s.rows)} stores; index: {src}/index.csv  labels: {src}/labels.json"
+            + (f"  problems: {src}/convert-errors.csv" if s.problems else ""))
+        return
     if reindex:
         if dst is not None:
             raise UsageError("--reindex takes one folder: vidnet convert DST --reindex")
@@ -112,7 +129,7 @@ def convert(
     opts = ConvertOptions(layout=layout, short_side=short_side, quality=quality, fps=fps, workers=workers,
                           overwrite=overwrite, strict=strict, limit=limit, index=index, val_fraction=val_fraction,
                           in_place=in_place, checksum=checksum, allow_outside_source=allow_outside_source,
-                          wait=wait)
+                          wait=wait, shard=parse_shard(shard) if shard else None)
     progress = make_progress()
     task = None
     t0 = time.perf_counter()
@@ -140,6 +157,19 @@ def convert(
                       "run the same command again to finish (finished stores are kept)")
         raise typer.Exit(130)
     rate = summary.frames / max(summary.seconds, 1e-9)
+    if opts.shard is not None:
+        part = f"{out}/index.shard-{opts.shard.k}-of-{opts.shard.n}.csv"
+        console.print(
+            f"shard {opts.shard}: {summary.converted} converted, {summary.skipped} already done, "
+            f"[red]{summary.failed} failed[/red], {summary.warnings} warnings; {summary.frames:,} frames in "
+            f"{summary.seconds:.1f} s ({rate:,.0f} frames/s)\npart index: {part}; once every shard is done: "
+            f"vidnet convert {out} --merge")
+        if summary.total and summary.converted + summary.skipped == 0:
+            raise VidnetError(f"{src}: shard {opts.shard}: nothing converted ({summary.failed} failed; see "
+                              f"{out}/convert-errors.shard-{opts.shard.k}-of-{opts.shard.n}.csv)")
+        if strict and summary.failed:
+            raise VidnetError(f"{summary.failed} input(s) failed and --strict was given")
+        return
     console.print(
         f"{summary.converted} converted, {summary.skipped} already done, [red]{summary.failed} failed[/red], "
         f"{summary.warnings} warnings; {summary.frames:,} frames in {summary.seconds:.1f} s ({rate:,.0f} frames/s)"

@@ -22,6 +22,10 @@ complete; a re-run skips videos whose store is complete and made from the same s
 redoes the rest. Bad inputs never stop the run: each becomes a row of ``DST/convert-errors.csv``. One run at
 a time writes into a ``DST`` (an advisory lock). Whatever happens to the run, ``DST/index.csv`` lists the
 complete stores in ``DST`` and ``DST/labels.json`` keeps its ids (`vidnet.data.index.refresh_index`).
+
+On a cluster, ``shard`` converts one part of the videos (`vidnet.data.shards`): shards share DST (its lock is
+taken shared, each shard holds a lock of its own) and write part files instead of the index; `merge_shards`
+then builds the index, labels and errors of DST from the parts, like a single run would have.
 """
 
 from __future__ import annotations
@@ -45,18 +49,29 @@ import av
 import cv2
 import numpy as np
 
-from vidnet._io import atomic_write_text, dir_lock, inside, remove_orphan_temporaries
+from vidnet._io import (
+    atomic_write_json,
+    atomic_write_text,
+    dir_lock,
+    host_name,
+    inside,
+    list_temporaries,
+    remove_orphan_temporaries,
+)
 from vidnet._log import get_logger
 from vidnet._mp import process_pool
 from vidnet.data.index import (
     IndexRow,
     IndexUpdate,
+    assign_label_ids,
     check_name,
+    format_index,
     read_index,
     read_labels,
     refresh_index,
     video_dir_name,
 )
+from vidnet.data.shards import Shard, check_parts, part_name, read_parts, shard_of, write_summary_part
 from vidnet.data.splits import DEFAULT_VAL_FRACTION, stratified_split
 from vidnet.data.store import (
     STORE_NAME,
@@ -85,7 +100,7 @@ from vidnet.data.video import (
 from vidnet.errors import CorruptFrameError, StoreError, UsageError, VidnetError, plain_reason
 
 __all__ = ["ConvertOptions", "ConvertSummary", "Job", "JobResult", "discover", "convert_dataset", "convert_one",
-           "reindex_dataset"]
+           "reindex_dataset", "merge_shards"]
 
 log = get_logger(__name__)
 
@@ -120,6 +135,7 @@ class ConvertOptions:
         allow_outside_source: read sources an index names outside SRC (absolute paths, ``..``); off, such
             a row is an error.
         wait: when another run holds DST, wait for it instead of failing.
+        shard: convert only this shard's videos and write its part files (`vidnet.data.shards`), not the index.
     """
 
     layout: Layout = "auto"
@@ -136,6 +152,7 @@ class ConvertOptions:
     checksum: bool = True
     allow_outside_source: bool = False
     wait: bool = False
+    shard: Shard | None = None
 
     def __post_init__(self) -> None:
         if self.layout not in ("auto", "videos", "frames", "hdf5", "db"):
@@ -152,6 +169,15 @@ class ConvertOptions:
             raise UsageError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
         if self.workers <= 0:
             self.workers = os.cpu_count() or 1
+        if self.shard is not None and self.in_place:
+            raise UsageError("--shard and --in-place do not go together (--in-place only validates stores)")
+
+    def store_options(self) -> dict:
+        """The options that decide which videos a run lists and what their stores hold: the shards of one
+        conversion must agree on them."""
+        return {"layout": self.layout, "short_side": self.short_side, "quality": self.quality, "fps": self.fps,
+                "limit": self.limit, "index": str(self.index) if self.index else None,
+                "val_fraction": self.val_fraction, "checksum": self.checksum}
 
 
 @dataclass
@@ -228,6 +254,7 @@ class ConvertSummary:
     rows: list[IndexRow] = field(default_factory=list)  # the index now in DST
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (path, severity, reason)
     new_labels: list[str] = field(default_factory=list)  # labels that got an id in this run
+    shards: int = 0  # a merge: how many shards it merged
 
 
 def _natural_key(name: str) -> list:
@@ -747,14 +774,19 @@ def convert_dataset(
         raise UsageError(f"{dst}: DST must differ from SRC (use --in-place for a dataset2database tree)")
     if not src.is_dir():
         raise UsageError(f"{src}: no such folder")
-    with open_dataset_root(dst, "convert", wait=opts.wait, clean=not opts.in_place):
+    what = f"convert --shard {opts.shard}" if opts.shard else "convert"
+    with open_dataset_root(dst, what, wait=opts.wait, clean=not opts.in_place, shard=opts.shard):
         return _convert_locked(src, dst, opts, on_progress, on_start)
 
 
 @contextmanager
-def open_dataset_root(root: Path, what: str, *, wait: bool = False, clean: bool = True) -> Iterator[Path]:
+def open_dataset_root(root: Path, what: str, *, wait: bool = False, clean: bool = True,
+                      shard: Shard | None = None) -> Iterator[Path]:
     """Create ``root`` if needed, hold its lock (`dir_lock`) for the block, and first remove the temporary
-    files that processes now gone left there.
+    files that processes now gone left there (those of live processes, other shards included, are kept).
+
+    With ``shard``, the lock of ``root`` is taken shared (the other shards of the conversion run alongside;
+    a plain conversion or a merge waits for all of them) and the shard's own lock exclusive (one run per shard).
 
     Raises:
         UsageError: ``root`` is a file, or another process holds the lock (exit 2; the message names it).
@@ -765,7 +797,10 @@ def open_dataset_root(root: Path, what: str, *, wait: bool = False, clean: bool 
     with ExitStack() as stack:
         try:
             root.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(dir_lock(root, what=what, wait=wait))
+            stack.enter_context(dir_lock(root, what=what, wait=wait, shared=shard is not None))
+            if shard is not None:
+                own = f".vidnet.shard-{shard.k}-of-{shard.n}.lock"
+                stack.enter_context(dir_lock(root, what=what, wait=wait, name=own))
         except OSError as err:
             raise VidnetError(f"{root}: cannot write here ({plain_reason(err)})") from None
         if clean:
@@ -780,6 +815,15 @@ def _convert_locked(src: Path, dst: Path, opts: ConvertOptions, on_progress, on_
     jobs = discover(src, opts, summary.problems, exclude=dst)
     if opts.in_place and any(j.kind != "db" for j in jobs):
         raise UsageError(f"{src}: --in-place needs a dataset2database tree (SRC/<label>/<id>/frames.db)")
+    listed_labels = [j.label for j in jobs]
+    shard_labels: dict[str, int] = {}
+    if opts.shard is not None:
+        # Label ids come from the whole listing, identical in every shard, before this shard converts anything.
+        shard_labels = assign_label_ids(_base_labels(src, dst, opts) or {}, listed_labels)[0]
+        jobs = [j for j in jobs if shard_of(j.rel_dir(), opts.shard.n) == opts.shard.k]
+        write_summary_part(dst, opts.shard, finished=False, labels=shard_labels, options=opts.store_options(),
+                           counts={})
+        log.info("shard %s: %d of the %d videos listed", opts.shard, len(jobs), len(listed_labels))
     summary.total = len(jobs)
     # Inputs rejected while listing (duplicates, unreadable folders, missing index entries) count as failures.
     summary.failed = sum(sev == "error" for _, sev, _ in summary.problems)
@@ -832,10 +876,13 @@ def _convert_locked(src: Path, dst: Path, opts: ConvertOptions, on_progress, on_
             job = res.job
             rel = job.rel_dir() if not opts.in_place else job.source.relative_to(src).as_posix()
             rows.append(job.row(res.n_frames, rel))
-    update = _write_index(src, dst, opts, rows, jobs)
-    summary.rows = update.rows
-    summary.new_labels = update.added_labels
-    summary.problems.extend(update.dropped)
+    if opts.shard is not None:
+        _write_shard_parts(dst, opts, opts.shard, rows, shard_labels, summary)
+    else:
+        update = _write_index(src, dst, opts, rows, listed_labels)
+        summary.rows = update.rows
+        summary.new_labels = update.added_labels
+        summary.problems.extend(update.dropped)
     if summary.interrupted:
         return summary
     # `vidnet prepare`'s dataset.json (augmentation preset, hflip) travels with the index it wrote.
@@ -843,18 +890,95 @@ def _convert_locked(src: Path, dst: Path, opts: ConvertOptions, on_progress, on_
     preset = index_path.parent / "dataset.json" if index_path is not None else None
     if preset is not None and preset.is_file() and preset.resolve() != (dst / "dataset.json").resolve():
         atomic_write_text(dst / "dataset.json", preset.read_text(encoding="utf-8"))
-    _write_problems(dst / ERRORS_NAME, summary.problems)
+    if opts.shard is None:
+        _write_problems(dst / ERRORS_NAME, summary.problems)
     return summary
 
 
-def _write_index(src: Path, dst: Path, opts: ConvertOptions, rows: list[IndexRow], jobs: list[Job]) -> IndexUpdate:
+def _base_labels(src: Path, dst: Path | None, opts: ConvertOptions) -> dict[str, int] | None:
+    """The label ids a run starts from: DST's ``labels.json`` (given ``dst``), else the index's own."""
+    if dst is not None and (dst / "labels.json").is_file():
+        return read_labels(dst / "labels.json")
+    index_path = _index_path(src, opts)
+    if index_path is not None and (index_path.parent / "labels.json").is_file():
+        return read_labels(index_path.parent / "labels.json")
+    return None
+
+
+def _write_index(src: Path, dst: Path, opts: ConvertOptions, rows: list[IndexRow], labels: list[str]) -> IndexUpdate:
     """`refresh_index` of DST with this run's rows; label ids over every listed video (a failure never
     leaves a later label's id to depend on it), starting from the index's own ``labels.json`` for a new DST."""
-    index_path = _index_path(src, opts)
-    base = None
-    if index_path is not None and (index_path.parent / "labels.json").is_file():
-        base = read_labels(index_path.parent / "labels.json")
-    return refresh_index(dst, rows, [j.label for j in jobs], base_labels=base)
+    return refresh_index(dst, rows, labels, base_labels=_base_labels(src, None, opts))
+
+
+def _counts(summary: ConvertSummary) -> dict[str, float]:
+    return {k: getattr(summary, k) for k in ("total", "converted", "skipped", "failed", "warnings", "frames",
+                                             "seconds")}
+
+
+def _write_shard_parts(dst: Path, opts: ConvertOptions, shard: Shard, rows: list[IndexRow], labels: dict[str, int],
+                       summary: ConvertSummary) -> None:
+    """A shard's part files: its index rows, its problems, and (last, so that it is written only when the
+    other two are) its summary, ``finished`` unless the run was interrupted."""
+    atomic_write_text(dst / part_name("index", shard, "csv"), format_index(rows))
+    _write_problems(dst / part_name(ERRORS_NAME.removesuffix(".csv"), shard, "csv"), summary.problems)
+    write_summary_part(dst, shard, finished=not summary.interrupted, labels=labels, options=opts.store_options(),
+                       counts=_counts(summary))
+    summary.rows = rows
+
+
+def merge_shards(root: str | os.PathLike, *, wait: bool = False) -> ConvertSummary:
+    """``vidnet convert DST --merge``: build ``index.csv``, ``labels.json``, ``convert-errors.csv`` and
+    ``convert-summary.json`` of a dataset converted in shards, from the shards' part files and the stores on
+    disk (`refresh_index`), holding DST's lock. Idempotent: a second merge changes nothing.
+
+    Raises:
+        UsageError: (exit 2) no parts, a shard missing or unfinished, shards that disagree (N, label ids,
+            options), or a shard still holding DST.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such folder")
+    with open_dataset_root(root, "convert --merge", wait=wait):
+        parts = read_parts(root)
+        n = check_parts(root, parts)
+        labels = parts[0].labels
+        rows: list[IndexRow] = []
+        problems: set[tuple[str, str, str]] = set()
+        for part in parts:
+            rows += read_index(root / part_name("index", part.shard, "csv"))
+            problems |= _read_problems(root / part_name(ERRORS_NAME.removesuffix(".csv"), part.shard, "csv"))
+        update = refresh_index(root, rows, sorted(labels, key=labels.__getitem__), base_labels=labels)
+        summary = ConvertSummary(shards=n, rows=update.rows, new_labels=update.added_labels)
+        summary.problems = sorted(problems) + update.dropped
+        for key in ("total", "converted", "skipped", "frames", "seconds"):
+            setattr(summary, key, type(getattr(summary, key))(sum(p.counts.get(key, 0) for p in parts)))
+        # The listing's problems are in every shard's file: count them once, like a single run.
+        summary.failed = sum(sev == "error" for _, sev, _ in problems)
+        summary.warnings = sum(sev == "warning" for _, sev, _ in problems)
+        _write_problems(root / ERRORS_NAME, summary.problems)
+        atomic_write_json(root / "convert-summary.json", {
+            "shards": n, **_counts(summary), "stores": len(update.rows), "labels": len(update.labels),
+            "options": parts[0].options})
+        # Temporaries of this host's dead runs are gone (open_dataset_root); those of other hosts cannot be told
+        # alive from here: a shard killed on one node and requeued on another leaves its temporary behind.
+        left = [(p, h) for p, h, _ in list_temporaries(root) if h not in (None, host_name())]
+        if left:
+            hosts = sorted({h for _, h in left})
+            log.warning("%s: %d unfinished temporary file(s) of runs on other hosts (%s) remain; they are no "
+                        "part of the dataset. Once no shard runs, delete them: find %s -name '.*.tmp' -delete",
+                        root, len(left), ", ".join(hosts[:5]), root)
+        return summary
+
+
+def _read_problems(path: Path) -> set[tuple[str, str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return {(r["path"], r["severity"], r["reason"]) for r in csv.DictReader(f)}
+    except OSError as err:
+        raise VidnetError(f"{path}: cannot read this shard's errors ({plain_reason(err)}); re-run the shard") from None
+    except (KeyError, csv.Error) as err:
+        raise VidnetError(f"{path}: not a convert-errors file ({err}); re-run the shard") from None
 
 
 def reindex_dataset(root: str | os.PathLike, *, wait: bool = False) -> IndexUpdate:
