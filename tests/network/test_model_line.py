@@ -16,7 +16,7 @@ from vidnet.network.slowfast import slow_frames
 
 # One name per code path: X3D (XS/S/M/L differ only in depth), SlowFast with alpha 8 and 4, MViTv2, MC3.
 NAMES = ["x3d_xs", "slowfast_r50_4x16", "mvit_v2_s", "mc3_18"]
-CLIP = (2, 3, 8, 64, 64)
+CLIP = (2, 3, 8, 32, 32)
 
 
 def _clip() -> torch.Tensor:
