@@ -111,6 +111,22 @@ def test_yuv_path_matches_the_rgb_path(tmp_path, short_side):
         assert _psnr(decode_jpeg(encode_video_frame(frame, size, 90)), ref) > 35
 
 
+@pytest.mark.parametrize("short_side", [None, 32, 45])
+def test_a_frame_encodes_to_the_same_bytes_every_time(tmp_path, short_side):
+    # 64x48 -> 43x32 at short side 32: libjpeg-turbo's encoder from planes read past an odd-width plane,
+    # so the same frame gave different bytes from one call to the next (and one conversion to the next).
+    from vidnet.data.ingest import encode_video_frame, target_size
+
+    write_test_video(tmp_path / "a.mp4", 3, height=48, width=64)
+    size = target_size(64, 48, short_side)
+    for frame, _ in _decoder_frames(tmp_path / "a.mp4"):
+        encoded = set()
+        for _ in range(12):
+            _scratch = [bytes(np.random.default_rng().integers(0, 255, 4096, dtype=np.uint8)) for _ in range(32)]
+            encoded.add(encode_video_frame(frame, size, 90))
+        assert len(encoded) == 1, size
+
+
 @pytest.mark.parametrize("kind", ["full-range 4:2:0 (MJPEG)", "4:4:4", "BT.709"])
 def test_other_sources_keep_the_decoders_colours(tmp_path, kind):
     # yuvj420p is full range: its planes go to the encoder unstretched; 4:4:4 and BT.709 take the RGB path.

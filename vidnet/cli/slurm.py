@@ -18,7 +18,7 @@ from vidnet.cli._progress import console
 from vidnet.errors import UsageError, VidnetError
 
 slurm_app = CommandApp(name="slurm", help="Submit work to a SLURM cluster through submitit "
-                                          "(pip install 'vidnet[slurm]'; --cluster local runs it here).",
+                                          "(pip install 'vidnet\\[slurm]'; --cluster local runs it here).",
                        no_args_is_help=True)
 app.add_typer(slurm_app)
 

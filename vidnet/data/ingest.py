@@ -492,11 +492,12 @@ def encode_video_frame(frame: av.VideoFrame, size: tuple[int, int], quality: int
 
     A 4:2:0 frame (`frame_to_yuv420`) is resized plane by plane and its planes are encoded as they are: the
     JPEG file is YCbCr 4:2:0 too, so no colour conversion is made. Any other frame goes decode -> RGB ->
-    resize -> encode (`frame_to_rgb`, `resize_frame`, `encode_jpeg`), and so does an odd output height:
-    libjpeg-turbo's encoder from planes loses the last row's colour there (measured on a 60x45 frame at
-    quality 75: 29 dB on that row, 1.2 dB less over the frame than from RGB; an odd width loses nothing).
+    resize -> encode (`frame_to_rgb`, `resize_frame`, `encode_jpeg`), and so does an odd output size:
+    libjpeg-turbo's encoder from planes loses the last row's colour at an odd height (measured on a 60x45
+    frame at quality 75: 29 dB on that row, 1.2 dB less over the frame than from RGB), and at an odd width it
+    reads uninitialised memory past the planes (the same frame encoded twice gave different bytes).
     """
-    planes = frame_to_yuv420(frame) if size[1] % 2 == 0 else None
+    planes = frame_to_yuv420(frame) if size[0] % 2 == 0 and size[1] % 2 == 0 else None
     if planes is None:
         return encode_jpeg(resize_frame(frame_to_rgb(frame), size), quality)
     return encode_jpeg_planes(*resize_yuv420(planes, size).to_jfif(), quality=quality)
