@@ -1,14 +1,20 @@
-"""``vidnet slurm convert --cluster local``: the shards run as submitit jobs on this machine, then merge into the
-dataset a single conversion writes."""
+"""``vidnet slurm convert|train --cluster local``: the shards run as submitit jobs on this machine, then merge
+into the dataset a single conversion writes; a training job is signalled, requeued and resumes."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
+from vidnet.checkpoint import load_training
 from vidnet.cli import app
 from vidnet.data.ingest import ConvertOptions, convert_dataset
 from vidnet.data.sample import SampleOptions, make_sample_dataset
@@ -37,3 +43,86 @@ def test_without_submitit_the_error_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit now raises ImportError
     res = CliRunner().invoke(app, ["slurm", "convert", str(tmp_path), str(tmp_path / "d"), "--cluster", "local"])
     assert res.exit_code == 1 and "pip install 'vidnet[slurm]'" in res.output and "Traceback" not in res.output
+
+
+def _children() -> dict[int, list[int]]:
+    """Every process's children, from /proc (Linux)."""
+    out: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        out.setdefault(ppid, []).append(int(stat.parent.name))
+    return out
+
+
+def _submitit_tasks(root: int) -> list[int]:
+    """The submitit task processes below ``root`` (not its controller, not the training process)."""
+    children, todo, found = _children(), [root], []
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "submitit.core._submit" in cmd:
+            found.append(pid)
+    return found
+
+
+TINY = ["--network", "tiny_3d", "--clip-length", "4", "--clip-size", "16", "--batch-size", "2", "--workers", "0",
+        "--no-tensorboard", "--train-frame-interval", "1", "--val-frame-interval", "1", "--end-epoch", "40"]
+
+
+@pytest.mark.slow
+def test_slurm_train_local_requeued_after_the_signal_resumes_to_the_same_weights(tiny_dataset, tmp_path):
+    """The job gets submitit's time-limit signal mid-run: the training stops at a step with a checkpoint, the job is
+    requeued (``checkpoint()``) and resumes with ``--resume auto``; its weights equal an uninterrupted run's."""
+    pytest.importorskip("submitit")
+    args = [*TINY, "--dataset", str(tiny_dataset)]
+    plain = CliRunner().invoke(app, ["train", *args, "--model-dir", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    proc = subprocess.Popen([sys.executable, "-m", "vidnet", "slurm", "train", "--cluster", "local", "--gpus-per-node",
+                             "0", "--cpus-per-task", "1", "--logs", str(tmp_path / "logs"), "--", *args,
+                             "--model-dir", str(tmp_path / "slurm")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        run = tmp_path / "slurm" / tiny_dataset.name / "tiny_3d"
+        deadline = time.monotonic() + 180
+        while not list((run / "checkpoints").glob("ep-*.pth")):  # training is under way
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.02)
+        tasks = _submitit_tasks(proc.pid)
+        assert len(tasks) == 1
+        os.kill(tasks[0], signal.SIGUSR2)  # what SLURM (--signal USR2@...) or the local controller sends
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "finished after 1 requeue(s)" in out and "Traceback" not in out, out
+    log = (run / "train.log").read_text()
+    assert log.count("interrupted: saving a checkpoint after this step") == 1 and "resumed from" in log, log
+    jobs = "".join(p.read_text() for p in (tmp_path / "logs").rglob("*_log.out"))
+    assert "attempt 1, rank 0 of 1" in jobs and "attempt 2, rank 0 of 1" in jobs, jobs
+
+    last = {name: load_training(tmp_path / name / tiny_dataset.name / "tiny_3d" / "checkpoints" / "ep-0040.pth")
+            ["model"] for name in ("plain", "slurm")}
+    assert last["plain"].keys() == last["slurm"].keys()
+    for key, value in last["plain"].items():
+        assert torch.equal(value, last["slurm"][key]), key
+
+
+def test_slurm_train_checks_the_training_options_before_submitting(tiny_dataset, tmp_path):
+    pytest.importorskip("submitit")
+    cases = [([], "give the training options after --"),
+             (["--", "--network", "tiny_3d", "--dataset", str(tiny_dataset), "--gpus", "2"], "--gpus is set by"),
+             (["--", "--network", "tiny_3d", "--dataset", str(tiny_dataset), "--resume", "x.pth"], "--resume is set"),
+             (["--", "--network", "tiny_3d", "--dataset", str(tiny_dataset), "--no-such"], "No such option: --no-such"),
+             (["--", "--network", "tiny_3d", "--dataset", str(tmp_path / "nowhere")], "no such folder here")]
+    for extra, message in cases:
+        res = CliRunner().invoke(app, ["slurm", "train", "--cluster", "local", "--logs", str(tmp_path / "logs"),
+                                       *extra])
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, (extra, res.output)
+    assert not (tmp_path / "logs").exists()  # nothing was submitted

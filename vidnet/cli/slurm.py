@@ -1,14 +1,27 @@
-"""``vidnet slurm convert``: a sharded conversion submitted through submitit (``pip install 'vidnet[slurm]'``).
+"""``vidnet slurm convert`` and ``vidnet slurm train``: work submitted through submitit
+(``pip install 'vidnet[slurm]'``).
 
-One array job of N tasks (`submitit.AutoExecutor.map_array`), task K running ``--shard K/N``; a task that
-SLURM preempts is requeued (`Checkpointable`) and resumes, since a shard skips its finished stores. With
-``--cluster local`` the tasks run as processes of this machine (no SLURM needed), which is how it is tested.
+``convert``: one array job of N tasks (`submitit.AutoExecutor.map_array`), task K running ``--shard K/N``; a
+task that SLURM preempts is requeued and resumes, since a shard skips its finished stores.
+
+``train``: one job of ``--nodes`` x ``--gpus-per-node`` tasks, one training process per GPU. Each task exports
+the process group's environment (`submitit.helpers.TorchDistributedEnvironment`: ``MASTER_ADDR``, ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``) and runs ``vidnet train ... --resume auto`` in a child process. When SLURM
+signals the end of the time slot (submitit's ``--signal USR2@...``) the task stops its training process as
+Ctrl-C does (a resumable checkpoint after the current optimizer step), then submitit calls `TrainJob.checkpoint`
+and requeues the job; the requeued job continues from that checkpoint.
+
+With ``--cluster local`` the tasks run as processes of this machine (no SLURM needed), which is how both are
+tested.
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -52,6 +65,14 @@ class ConvertShard:
         return DelayedSubmission(self, k)
 
 
+def _executor(submitit: Any, logs: Path, cluster: str | None, max_requeues: int | None = None) -> Any:
+    if cluster not in (None, "slurm", "local", "debug"):
+        raise UsageError(f"--cluster must be slurm, local or debug (got {cluster!r})")
+    extra = {} if max_requeues is None else {"slurm_max_num_timeout": max_requeues,
+                                             "local_max_num_timeout": max_requeues}
+    return submitit.AutoExecutor(folder=logs / "%j", cluster=cluster, **extra)
+
+
 @slurm_app.command("convert")
 def convert(
     src: Annotated[Path, typer.Argument(help="Input dataset (as for vidnet convert).")],
@@ -78,13 +99,11 @@ def convert(
     setup_logging(0)
     if shards < 1:
         raise UsageError(f"--shards must be at least 1 (got {shards})")
-    if cluster not in (None, "slurm", "local", "debug"):
-        raise UsageError(f"--cluster must be slurm, local or debug (got {cluster!r})")
     submitit = _submitit()
     opts = {"short_side": short_side, "quality": quality, "fps": fps, "index": index.resolve() if index else None,
             "workers": cpus_per_task}
     ConvertOptions(**opts)  # bad options fail here, not in N tasks
-    executor = submitit.AutoExecutor(folder=logs / "%j", cluster=cluster)
+    executor = _executor(submitit, logs, cluster)
     executor.update_parameters(name="vidnet-convert", cpus_per_task=cpus_per_task, mem_gb=mem_gb,
                                timeout_min=timeout_min, slurm_array_parallelism=parallel)
     if partition:
@@ -108,3 +127,129 @@ def convert(
     s = merge_shards(dst)
     console.print(f"merged {s.shards} shards: {s.converted} converted, {s.skipped} already done, "
                   f"[red]{s.failed} failed[/red]; {len(s.rows)} stores; index: {dst}/index.csv")
+
+
+class TrainJob:
+    """One task of a ``vidnet slurm train`` job: ``vidnet train ARGS --gpus 1|0 --resume auto`` in a child
+    process, stopped gracefully and requeued when SLURM signals the end of the time slot or a preemption."""
+
+    def __init__(self, args: list[str], gpus: int, attempt: int = 1) -> None:
+        self.args, self.gpus, self.attempt = list(args), gpus, attempt
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "vidnet", "train", *self.args, "--gpus", "1" if self.gpus else "0",
+                "--resume", "auto"]
+
+    def __call__(self) -> dict:
+        submitit = _submitit()
+        env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        # submitit's handler of its preemption/timeout signal: on rank 0, checkpoint() and requeue the job.
+        sig = submitit.JobEnvironment._usr_sig()
+        requeue = signal.getsignal(sig)
+        state: dict[str, Any] = {"child": None, "signalled": False}
+
+        def stop_training(signum, frame):  # noqa: ARG001 - signal signature
+            state["signalled"] = True
+            child = state["child"]
+            if child is not None and child.poll() is None:
+                child.send_signal(signal.SIGINT)  # vidnet train saves a resumable checkpoint, then exits 130
+
+        signal.signal(sig, stop_training)
+        print(f"vidnet slurm train: attempt {self.attempt}, rank {env.rank} of {env.world_size} "
+              f"(master {env.master_addr}:{env.master_port}): {' '.join(self.command()[1:])}", flush=True)
+        # The child ignores the signal itself (SLURM may send it to every process of the step): its parent stops it.
+        child = subprocess.Popen(self.command(), preexec_fn=lambda: signal.signal(sig, signal.SIG_IGN))
+        state["child"] = child
+        try:
+            if state["signalled"]:
+                child.send_signal(signal.SIGINT)
+            code = child.wait()
+        finally:
+            if child.poll() is None:  # this task is being stopped: take the training process with it
+                child.send_signal(signal.SIGINT)
+                try:
+                    child.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        if state["signalled"]:
+            print(f"vidnet slurm train: stopped for a requeue (training exited with {code})", flush=True)
+            if callable(requeue):
+                requeue(sig, None)  # rank 0: checkpoint() below, requeue, exit; the other ranks return
+            return {"attempt": self.attempt, "stopped": True}
+        if code != 0:
+            raise VidnetError(f"vidnet train exited with status {code} (rank {env.rank}, attempt {self.attempt})")
+        return {"attempt": self.attempt, "stopped": False}
+
+    def checkpoint(self) -> Any:  # submitit calls this on preemption or timeout: the next attempt resumes
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(TrainJob(self.args, self.gpus, self.attempt + 1))
+
+
+@slurm_app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    nodes: Annotated[int, typer.Option(help="Nodes.")] = 1,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs per node, one training process each (0: one CPU "
+                                                    "process per node).")] = 1,
+    cluster: Annotated[str | None, typer.Option(help="slurm, local (processes here) or debug (this process); "
+                                                     "default: slurm when sbatch exists, else local.")] = None,
+    logs: Annotated[Path, typer.Option(help="Folder for submitit's job files and logs.")] = Path("slurm-logs"),
+    partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
+    cpus_per_task: Annotated[int, typer.Option(help="Cores per training process (data loading).")] = 10,
+    mem_gb: Annotated[int, typer.Option(help="Memory per node in GB.")] = 64,
+    timeout_min: Annotated[int, typer.Option(help="Time limit of one time slot, in minutes; the job is "
+                                                    "requeued and resumes when it runs out.")] = 1440,
+    signal_delay_s: Annotated[int, typer.Option(help="SLURM: warn the job this many seconds before the time "
+                                                     "limit (time to finish a step and save).")] = 120,
+    max_requeues: Annotated[int, typer.Option(help="Requeue after running out of time at most this many "
+                                                   "times.")] = 10,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and exit.")] = False,
+) -> None:
+    """Run vidnet train as a SLURM job through submitit, resumed after a preemption or time limit.
+
+    The training options follow `--`:
+    vidnet slurm train --nodes 2 --gpus-per-node 8 -- --network srtg_r3d_50 --dataset data/k400 --precision bf16
+    """
+    from vidnet.cli.train import parse_train_args
+    from vidnet.train.loop import run_folder
+
+    setup_logging(0)
+    args = list(ctx.args)
+    if not args:
+        raise UsageError("give the training options after --: vidnet slurm train [OPTIONS] -- --network NAME "
+                         "--dataset DATASET ...")
+    for name in ("--gpus", "--resume", "--resume-epoch"):
+        if any(a == name or a.startswith(name + "=") for a in args):
+            raise UsageError(f"{name} is set by vidnet slurm train (one GPU per process: --gpus-per-node; every "
+                             "attempt runs with --resume auto)")
+    if nodes < 1 or gpus_per_node < 0:
+        raise UsageError(f"--nodes must be at least 1 and --gpus-per-node at least 0 (got {nodes}, {gpus_per_node})")
+    cfg, _ = parse_train_args(args)  # bad training options fail here, not in the job
+    if not cfg.data.dataset or not Path(cfg.data.dataset).is_dir():
+        raise UsageError(f"--dataset {cfg.data.dataset}: no such folder here (the job's nodes read it at the same "
+                         "path)")
+    submitit = _submitit()
+    executor = _executor(submitit, logs, cluster, max_requeues)
+    tasks = max(gpus_per_node, 1)
+    executor.update_parameters(name="vidnet-train", nodes=nodes, tasks_per_node=tasks, cpus_per_task=cpus_per_task,
+                               gpus_per_node=gpus_per_node, mem_gb=mem_gb, timeout_min=timeout_min)
+    if executor.cluster == "slurm":
+        executor.update_parameters(slurm_signal_delay_s=signal_delay_s)
+    if partition:
+        executor.update_parameters(slurm_partition=partition)
+    job = executor.submit(TrainJob(args, gpus_per_node))
+    run = run_folder(cfg)
+    console.print(f"submitted training job {job.job_id} to {executor.cluster}: {nodes} node(s) x {tasks} "
+                  f"process(es); run folder {run}; logs: {logs}")
+    if no_wait:
+        return
+    try:
+        result = job.result()
+    except Exception as err:  # a task's exception comes back as submitit's FailedJobError
+        lines = str(err).strip().splitlines()
+        raise VidnetError(f"training job {job.job_id} failed: {lines[-1] if lines else err}; see {logs} and "
+                          f"{run}/train.log") from None
+    requeued = result["attempt"] - 1
+    console.print(f"[green]done[/green]: training job {job.job_id} finished"
+                  + (f" after {requeued} requeue(s)" if requeued else "") + f"; run folder {run}")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from vidnet.cli._app import app
 from vidnet.cli._progress import console
 from vidnet.errors import UsageError
+
+if TYPE_CHECKING:
+    from vidnet.train.config import TrainConfig
 
 _DATA, _MODEL, _OPTIM, _SCHED, _RUN = "Data", "Model", "Optimizer", "Schedule and multigrid", "Run"
 _DISTILL = "Distillation"
@@ -258,16 +261,11 @@ def train(
     """
     given = {k: v for k, v in locals().items() if k != "config" and v is not None}  # only what was typed
     from vidnet._io import remove_orphan_temporaries
-    from vidnet.train.config import TrainConfig, load_config_file
     from vidnet.train.distributed import launch, under_torchrun
     from vidnet.train.loop import run_folder
     from vidnet.train.loop import train as run_training
 
-    values: dict[str, Any] = load_config_file(config) if config else {}
-    if "gpus" in given:
-        given["gpus"] = _parse_gpus(given["gpus"])
-    values.update(given)
-    cfg = TrainConfig.from_flat(values)
+    cfg = train_config(config, given)
     if cfg.run.gpus > 1 and not under_torchrun():
         import torch
 
@@ -298,6 +296,32 @@ def train(
             f"[green]done[/green]: {result.epochs} epochs, {result.steps} steps in {result.wall_s:.1f} s; "
             f"run folder {result.run_dir}"
         )
+
+
+def train_config(config: Path | None, given: dict[str, Any]) -> TrainConfig:
+    """The run's configuration: the ``--config`` file's values, overridden by the options typed (``given``)."""
+    from vidnet.train.config import TrainConfig, load_config_file
+
+    values: dict[str, Any] = load_config_file(config) if config else {}
+    values.update(given)
+    if "gpus" in given:
+        values["gpus"] = _parse_gpus(given["gpus"])
+    return TrainConfig.from_flat(values)
+
+
+def parse_train_args(args: list[str]) -> tuple[TrainConfig, dict[str, Any]]:
+    """``vidnet train`` options given as words (as ``vidnet slurm train`` forwards them): the configuration
+    they make and the options typed. A bad option is a usage error, as on ``vidnet train``'s command line."""
+    if "--help" in args:
+        raise UsageError("see vidnet train --help for the training options")
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    try:
+        ctx = command.make_context("vidnet train", list(args))
+    except typer.TyperException as err:  # click's parse errors (typer bundles click)
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        raise UsageError(f"vidnet train options: {message}") from None
+    given = {k: v for k, v in ctx.params.items() if k != "config" and v is not None}
+    return train_config(ctx.params.get("config"), given), given
 
 
 def _parse_gpus(text: str | int) -> int:
