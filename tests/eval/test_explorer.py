@@ -342,10 +342,12 @@ def test_quickstart_page_screenshot(tmp_path, monkeypatch):
     assert cmp["both"] + cmp["a"] == n - wrong and cmp["both"] + cmp["b"] == n - wrong_2d, cmp
     assert int(line.group(1)) == n - cmp["both"]  # a thumbnail for each clip either model gets wrong
 
-    # The screenshot: the whole page at 1000 pixels wide, a real picture.
+    # The screenshot: the whole page at 1000 pixels wide, a real picture. Thumbnails stay on their first frame
+    # (Blink's image animation policy "none"): a playing one is caught at a different frame each time.
     height = min(int(re.search(r'<pre id="height">(\d+)</pre>', dom).group(1)), SHOT_MAX_HEIGHT)
     shot = tmp_path / "report.png"
-    browse(page, tmp_path, f"--screenshot={shot}", f"--window-size={SHOT_WIDTH},{height}")
+    browse(page, tmp_path, f"--screenshot={shot}", f"--window-size={SHOT_WIDTH},{height}",
+           "--blink-settings=imageAnimationPolicy=2")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     img = cv2.imread(str(shot))
     assert img is not None and img.shape == (height, SHOT_WIDTH, 3) and height > 1000
