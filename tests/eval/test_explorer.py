@@ -1,13 +1,16 @@
 """``report.html`` opened in a real headless browser (Debian's ``chromium``): counts, screenshot, thumbnails,
 a click on a confusion cell, and no request leaving the page.
 
-The page is rendered for a real run: the sample dataset, a one-epoch training, ``vidnet test --html``.
+The page is rendered for a real run: the sample dataset, a one-epoch training, ``vidnet test --html``; and for
+the quickstart's run, whose screenshot is the README's picture (``VIDNET_UPDATE_DOCS=1`` writes it).
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -63,9 +66,9 @@ def explored(tmp_path_factory):
     return run, run / "test-val", r.output, base / "frames"
 
 
-def _expected_wrong(output: str) -> tuple[int, int]:
+def _expected_wrong(output: str, views: str = "2 clips x 1 crops") -> tuple[int, int]:
     """(videos, mispredicted) from what `vidnet test` printed for video accuracy."""
-    m = re.search(r"video accuracy \(2 clips x 1 crops\):\s+top1 ([\d.]+)%.*\((\d+) videos\)", output)
+    m = re.search(rf"video accuracy \({views}\):\s+top1 ([\d.]+)%.*\((\d+) videos\)", output)
     assert m, output
     n = int(m.group(2))
     return n, round(n * (1 - float(m.group(1)) / 100))
@@ -250,3 +253,116 @@ def test_compare_takes_a_run_a_test_folder_a_fuse_output_or_a_file(explored, tmp
                           (tmp_path / "fused", "fused (mean)")):
         p = load_comparison(source)
         assert model in p.model and p.keys == video.keys, source
+
+
+#: ``VIDNET_UPDATE_DOCS=1``: the quickstart page's test runs the full quickstart and writes its screenshot to the
+#: README's picture, ``docs/report.png``. Without it no test writes into the repository.
+UPDATE_DOCS = os.environ.get("VIDNET_UPDATE_DOCS") == "1"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SHOT_WIDTH, SHOT_MAX_HEIGHT, SHOT_MAX_BYTES = 1000, 4000, 400_000
+
+# Appended to a copy of the page: the height of the laid-out page, to crop the screenshot to it.
+MEASURE = """<script>
+addEventListener("load", () => setTimeout(() => {
+  const out = document.createElement("pre");
+  out.id = "height";
+  out.textContent = document.documentElement.scrollHeight;
+  document.body.append(out);
+}, 200));
+</script>
+"""
+
+
+def _vidnet(*args: str) -> str:
+    """``vidnet ARGS`` typed in the working folder; what it printed."""
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 0, f"vidnet {' '.join(args)}: exit {r.exit_code}\n{r.output[-3000:]}"
+    return r.output
+
+
+def _quickstart() -> tuple[Path, int]:
+    """A `vidnet quickstart` folder, made in the working folder (``videos/``, ``frames/``, ``runs/frames/tiny_3d``
+    and ``tiny_2d``), and the epochs its models trained.
+
+    With VIDNET_UPDATE_DOCS=1, `vidnet quickstart` itself (16 epochs of each model, minutes on 2 cores). Without,
+    its steps at the scale of CI: the sample's 8 classes with 4 shorter videos each, converted, and one epoch of
+    the quickstart's own training (`quickstart_training`: the same networks, clips, schedule and seed).
+    """
+    from vidnet.cli.data import quickstart
+
+    params = inspect.signature(quickstart).parameters
+    folder = Path(params["workdir"].default)
+    if UPDATE_DOCS:
+        _vidnet("quickstart")
+        return folder, params["epochs"].default
+    from vidnet.cli.train import quickstart_training
+    from vidnet.data.ingest import ConvertOptions, convert_dataset
+    from vidnet.data.sample import SampleOptions, make_sample_dataset
+
+    make_sample_dataset(folder / "videos", SampleOptions(videos_per_class=4, min_frames=32, max_frames=40, workers=1))
+    assert convert_dataset(folder / "videos", folder / "frames", ConvertOptions(workers=1)).failed == 0
+    quickstart_training(folder / "frames", folder / "runs", epochs=1, workers=0)
+    return folder, 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None and not UPDATE_DOCS, reason="chromium is not installed (apt-get install "
+                    "chromium; .ci/run installs it)")
+def test_quickstart_page_screenshot(tmp_path, monkeypatch):
+    """The README's picture: the quickstart's folder (see `_quickstart`), the README's `vidnet test` and
+    `vidnet report --html` commands typed inside it, and the page in a browser: its DOM holds the counts the
+    commands printed, and its screenshot is a real picture. With VIDNET_UPDATE_DOCS=1 (and only then) the
+    screenshot of the full quickstart's page becomes docs/report.png.
+    """
+    assert CHROMIUM, "VIDNET_UPDATE_DOCS=1: the picture needs chromium (apt-get install chromium)"
+    monkeypatch.chdir(tmp_path)
+    qs, epochs = _quickstart()
+    monkeypatch.chdir(qs)  # the README's commands run inside the quickstart's folder
+    checkpoint = f"checkpoints/ep-{epochs:04d}.pth"
+    out_3d = _vidnet("test", "-c", f"runs/frames/tiny_3d/{checkpoint}", "-d", "frames", "--whole-video")
+    out_2d = _vidnet("test", "-c", f"runs/frames/tiny_2d/{checkpoint}", "-d", "frames")
+    wrote = _vidnet("report", "runs/frames/tiny_3d", "--html", "--compare", "runs/frames/tiny_2d")
+    line = re.search(r"wrote runs/frames/tiny_3d/report\.html \([\d.]+ MB, (\d+) thumbnails [\d.]+ MB, [\d.]+ s\)",
+                     wrote)
+    assert line, wrote
+    page = Path("runs/frames/tiny_3d/report.html").resolve()
+
+    # The DOM, as the page's script built it: the counts `vidnet test` printed for each model.
+    n, wrong = _expected_wrong(out_3d, "10 clips x 3 crops")
+    wrong_2d = _expected_wrong(out_2d, "10 clips x 3 crops")[1]
+    measure = page.with_name("measure.html")  # beside the page, so that its thumbnails load
+    measure.write_text(page.read_text().replace("</body>", MEASURE + "</body>", 1))
+    dom = browse(measure, tmp_path, "--dump-dom", f"--window-size={SHOT_WIDTH},800")
+    measure.unlink()
+    assert 'id="n-classes" data-count="8"' in dom and f'id="n-clips" data-count="{n}"' in dom
+    assert n == (80 if UPDATE_DOCS else 8)
+    assert f'id="n-wrong" data-count="{wrong}"' in dom
+    assert dom.count('class="clip"') == min(wrong, 60)  # one card per mispredicted clip, pages of 60
+    cmp = {k: int(v) for k, v in re.findall(r'data-cmp="(\w+)" data-count="(\d+)"', dom)}
+    assert cmp["both"] + cmp["a"] == n - wrong and cmp["both"] + cmp["b"] == n - wrong_2d, cmp
+    assert int(line.group(1)) == n - cmp["both"]  # a thumbnail for each clip either model gets wrong
+
+    # The screenshot: the whole page at 1000 pixels wide, a real picture. Thumbnails stay on their first frame
+    # (Blink's image animation policy "none"): a playing one is caught at a different frame each time.
+    height = min(int(re.search(r'<pre id="height">(\d+)</pre>', dom).group(1)), SHOT_MAX_HEIGHT)
+    shot = tmp_path / "report.png"
+    browse(page, tmp_path, f"--screenshot={shot}", f"--window-size={SHOT_WIDTH},{height}",
+           "--blink-settings=imageAnimationPolicy=2")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape == (height, SHOT_WIDTH, 3) and height > 1000
+    # Not blank: the header bar dark, the page light, and the heatmap, curves and thumbnails add colour.
+    assert img[:30].mean() < 90 and np.median(img) > 200
+    assert img.std() > 30 and len(np.unique(img.reshape(-1, 3), axis=0)) > 500
+
+    if UPDATE_DOCS:
+        assert shot.stat().st_size < SHOT_MAX_BYTES, f"{shot.stat().st_size} bytes: too large for the repository"
+        tmp = DOCS / ".report.png.tmp"
+        shutil.copyfile(shot, tmp)
+        os.replace(tmp, DOCS / "report.png")
+        print(out_3d, out_2d, wrote, sep="\n")  # what the README quotes (pytest -rP shows it)
+        # The README and docs/eval.md quote the command's line: sizes and counts as printed today.
+        for doc in (DOCS.parent / "README.md", DOCS / "eval.md"):
+            quoted = re.findall(r"wrote runs/frames/tiny_3d/report\.html \(.*\)", doc.read_text())
+            same = [q for q in quoted if re.sub(r"[\d.]+ s\)$", "", q) == re.sub(r"[\d.]+ s\)$", "", line.group(0))]
+            assert quoted and same == quoted, f"{doc}: quote the line printed today: {line.group(0)}"
