@@ -149,6 +149,7 @@ def test_slurm_train_refuses_before_submitting_what_every_attempt_would_fail_on(
     assert not (tmp_path / "logs").exists()  # nothing was submitted
 
 
+@pytest.mark.slow
 def test_slurm_train_a_failed_training_is_one_line_naming_the_reason(tiny_dataset, tmp_path):
     pytest.importorskip("submitit")
     import shutil
