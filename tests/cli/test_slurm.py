@@ -126,3 +126,75 @@ def test_slurm_train_checks_the_training_options_before_submitting(tiny_dataset,
                                        *extra])
         assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, (extra, res.output)
     assert not (tmp_path / "logs").exists()  # nothing was submitted
+
+
+def test_slurm_train_refuses_before_submitting_what_every_attempt_would_fail_on(tiny_dataset, tmp_path, monkeypatch):
+    """Options that only clash with the ones the job adds (--gpus, --resume auto), and a local job that cannot
+    run here, are refused before anything is submitted or written."""
+    pytest.importorskip("submitit")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    config = tmp_path / "run.yaml"
+    config.write_text("network: tiny_3d\nresume_epoch: 1\n")
+    cases = [(["--gpus-per-node", "0", "--", "--config", str(config), "--dataset", str(tiny_dataset)],
+              "give --resume or --resume-epoch, not both"),
+             (["--gpus-per-node", "0", "--nodes", "2", "--", *TINY, "--dataset", str(tiny_dataset)],
+              "--cluster local runs on this one machine"),
+             (["--", *TINY, "--dataset", str(tiny_dataset)], "--gpus-per-node 1: this machine has 0 CUDA device(s)"),
+             (["--gpus-per-node", "0", "--", *TINY, "--dataset", str(tiny_dataset), "--network", "tiny_3e"],
+              "--network: unknown model 'tiny_3e'")]
+    for extra, message in cases:
+        res = CliRunner().invoke(app, ["slurm", "train", "--cluster", "local", "--logs", str(tmp_path / "logs"),
+                                       *extra])
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, (extra, res.output)
+    assert not (tmp_path / "logs").exists()  # nothing was submitted
+
+
+@pytest.mark.slow
+def test_slurm_train_a_failed_training_is_one_line_naming_the_reason(tiny_dataset, tmp_path):
+    pytest.importorskip("submitit")
+    import shutil
+
+    data = tmp_path / "frames"
+    shutil.copytree(tiny_dataset, data)
+    store = sorted(data.rglob("frames.db"))[0]
+    store.write_bytes(store.read_bytes()[:100] + b"\x55" * 4000)  # a damaged store
+    res = subprocess.run([sys.executable, "-m", "vidnet", "slurm", "train", "--cluster", "local", "--gpus-per-node",
+                          "0", "--cpus-per-task", "1", "--logs", str(tmp_path / "logs"), "--", *TINY, "--dataset",
+                          str(data), "--model-dir", str(tmp_path / "runs"), "--end-epoch", "1"],
+                         capture_output=True, text=True, timeout=300)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr, res.stdout + res.stderr
+    assert len(errors) == 1 and "failed:" in errors[0] and str(store.parent.name) in errors[0], res.stderr
+
+
+@pytest.mark.slow
+def test_slurm_train_two_processes_finish_and_report_done(tiny_dataset, tmp_path, monkeypatch):
+    """A job of two tasks (as --gpus-per-node 2 makes; here two CPU processes over gloo) reports its end as done,
+    also when the launching shell has MASTER_PORT set (a job started from inside another job)."""
+    pytest.importorskip("submitit")
+    import socket
+
+    from vidnet.cli import slurm
+
+    real = slurm._executor
+
+    def two_tasks(*args, **kwargs):
+        executor = real(*args, **kwargs)
+        update = executor.update_parameters
+
+        def update_two(**params):
+            update(**{**params, "tasks_per_node": 2} if "tasks_per_node" in params else params)
+
+        executor.update_parameters = update_two
+        return executor
+
+    monkeypatch.setattr(slurm, "_executor", two_tasks)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MASTER_PORT", str(s.getsockname()[1]))
+    res = CliRunner().invoke(app, ["slurm", "train", "--cluster", "local", "--gpus-per-node", "0", "--cpus-per-task",
+                                   "1", "--logs", str(tmp_path / "logs"), "--", *TINY, "--dataset", str(tiny_dataset),
+                                   "--model-dir", str(tmp_path / "runs"), "--end-epoch", "1"])
+    assert res.exit_code == 0 and "done: training job" in res.output, res.output
+    log = (tmp_path / "runs" / tiny_dataset.name / "tiny_3d" / "train.log").read_text()
+    assert "2 process(es)" in log, log

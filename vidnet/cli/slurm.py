@@ -136,13 +136,16 @@ class TrainJob:
     def __init__(self, args: list[str], gpus: int, attempt: int = 1) -> None:
         self.args, self.gpus, self.attempt = list(args), gpus, attempt
 
+    def forced(self) -> list[str]:
+        """The options every attempt adds to the user's: one GPU (or the CPU) per process, and the resume."""
+        return ["--gpus", "1" if self.gpus else "0", "--resume", "auto"]
+
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "vidnet", "train", *self.args, "--gpus", "1" if self.gpus else "0",
-                "--resume", "auto"]
+        return [sys.executable, "-m", "vidnet", "train", *self.args, *self.forced()]
 
     def __call__(self) -> dict:
         submitit = _submitit()
-        env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         # submitit's handler of its preemption/timeout signal: on rank 0, checkpoint() and requeue the job.
         sig = submitit.JobEnvironment._usr_sig()
         requeue = signal.getsignal(sig)
@@ -225,11 +228,27 @@ def train(
                              "attempt runs with --resume auto)")
     if nodes < 1 or gpus_per_node < 0:
         raise UsageError(f"--nodes must be at least 1 and --gpus-per-node at least 0 (got {nodes}, {gpus_per_node})")
-    cfg, _ = parse_train_args(args)  # bad training options fail here, not in the job
+    task = TrainJob(args, gpus_per_node)
+    cfg, _ = parse_train_args([*args, *task.forced()])  # bad training options fail here, not in the job
+    from vidnet.network import UnknownModelError, model_info
+
+    try:
+        model_info(cfg.model.network)
+    except UnknownModelError as err:
+        raise UsageError(f"--network: {err}") from None
     if not cfg.data.dataset or not Path(cfg.data.dataset).is_dir():
         raise UsageError(f"--dataset {cfg.data.dataset}: no such folder here (the job's nodes read it at the same "
                          "path)")
     submitit = _submitit()
+    if (cluster or submitit.AutoExecutor.which()) in ("local", "debug"):  # checked before anything is written
+        import torch
+
+        where = cluster or "local"
+        if nodes > 1:
+            raise UsageError(f"--nodes {nodes}: --cluster {where} runs on this one machine")
+        if gpus_per_node > torch.cuda.device_count():
+            raise UsageError(f"--gpus-per-node {gpus_per_node}: this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s) (--cluster {where} runs here; --gpus-per-node 0 trains on the CPU)")
     executor = _executor(submitit, logs, cluster, max_requeues)
     tasks = max(gpus_per_node, 1)
     executor.update_parameters(name="vidnet-train", nodes=nodes, tasks_per_node=tasks, cpus_per_task=cpus_per_task,
@@ -238,18 +257,38 @@ def train(
         executor.update_parameters(slurm_signal_delay_s=signal_delay_s)
     if partition:
         executor.update_parameters(slurm_partition=partition)
-    job = executor.submit(TrainJob(args, gpus_per_node))
+    job = executor.submit(task)
     run = run_folder(cfg)
     console.print(f"submitted training job {job.job_id} to {executor.cluster}: {nodes} node(s) x {tasks} "
                   f"process(es); run folder {run}; logs: {logs}")
     if no_wait:
         return
     try:
-        result = job.result()
+        result = job.results()[0]  # one per task (rank); job.result() refuses a job of several tasks
     except Exception as err:  # a task's exception comes back as submitit's FailedJobError
-        lines = str(err).strip().splitlines()
-        raise VidnetError(f"training job {job.job_id} failed: {lines[-1] if lines else err}; see {logs} and "
+        raise VidnetError(f"training job {job.job_id} failed: {_failure_reason(job, err)}; see {logs} and "
                           f"{run}/train.log") from None
     requeued = result["attempt"] - 1
     console.print(f"[green]done[/green]: training job {job.job_id} finished"
                   + (f" after {requeued} requeue(s)" if requeued else "") + f"; run folder {run}")
+
+
+def _failure_reason(job: Any, err: Exception) -> str:
+    """Why a job failed, in one line: the training's own ``error: ...`` line from a task's log, else the
+    exception the task ended with (submitit's error text ends with the paths of the logs, not the reason)."""
+    import re
+
+    found = []
+    for k in range(job.num_tasks):
+        try:
+            text = job.task(k).paths.stderr.read_text(errors="replace")
+        except OSError:
+            continue
+        found += [line[7:].strip() for line in text.splitlines() if line.lower().startswith("error: ")]
+    if found:
+        return found[-1]
+    raised = re.findall(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$", str(err), flags=re.M)
+    if raised:
+        return f"{raised[-1][0]}: {raised[-1][1]}"
+    head = " ".join(str(err).split("Error stream produced")[0].split())  # a task that left no result
+    return head or type(err).__name__
