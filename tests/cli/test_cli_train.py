@@ -88,3 +88,12 @@ def test_quickstart_training_plumbing(tiny_dataset, tmp_path):
     assert set(results) == {"tiny_3d", "tiny_2d"} and all(0 <= v <= 1 for v in results.values())
     assert json.loads((frames / "dataset.json").read_text())["hflip"] is False  # move_left must stay left
     assert (tmp_path / "runs" / "frames" / "tiny_2d" / "checkpoints" / "ep-0001.pth").is_file()
+
+
+def test_resume_with_another_optimizer_is_one_line(tiny_dataset, tmp_path):
+    """A run folder trained with SGD, resumed with --optimizer adamw: the optimizer state cannot continue (it was a
+    KeyError traceback)."""
+    args = ["train", *TINY, "--dataset", str(tiny_dataset), "--model-dir", str(tmp_path / "runs"), "--end-epoch", "2"]
+    assert CliRunner().invoke(app, [*args, "--max-steps", "1"]).exit_code == 0
+    res = CliRunner().invoke(app, [*args, "--resume", "auto", "--optimizer", "adamw"])
+    assert res.exit_code == 1 and "trained with --optimizer sgd, not adamw" in res.output, res.output

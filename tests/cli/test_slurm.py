@@ -97,6 +97,8 @@ def test_slurm_train_local_requeued_after_the_signal_resumes_to_the_same_weights
         tasks = _submitit_tasks(proc.pid)
         assert len(tasks) == 1
         os.kill(tasks[0], signal.SIGUSR2)  # what SLURM (--signal USR2@...) or the local controller sends
+        time.sleep(0.05)
+        os.kill(tasks[0], signal.SIGUSR2)  # again: the training must still get one SIGINT (two stop it at once)
         out, _ = proc.communicate(timeout=300)
     finally:
         proc.kill()
@@ -106,6 +108,9 @@ def test_slurm_train_local_requeued_after_the_signal_resumes_to_the_same_weights
     assert log.count("interrupted: saving a checkpoint after this step") == 1 and "resumed from" in log, log
     jobs = "".join(p.read_text() for p in (tmp_path / "logs").rglob("*_log.out"))
     assert "attempt 1, rank 0 of 1" in jobs and "attempt 2, rank 0 of 1" in jobs, jobs
+    errs = "".join(p.read_text() for p in (tmp_path / "logs").rglob("*_log.err"))
+    assert "stopped (interrupted) after" in errs and "\ninterrupted\n" not in errs, errs  # stopped at a step, saved
+    assert not list((tmp_path / "logs").rglob("%j"))  # no folder of submitit's unformatted pattern
 
     last = {name: load_training(tmp_path / name / tiny_dataset.name / "tiny_3d" / "checkpoints" / "ep-0040.pth")
             ["model"] for name in ("plain", "slurm")}
@@ -120,7 +125,16 @@ def test_slurm_train_checks_the_training_options_before_submitting(tiny_dataset,
              (["--", "--network", "tiny_3d", "--dataset", str(tiny_dataset), "--gpus", "2"], "--gpus is set by"),
              (["--", "--network", "tiny_3d", "--dataset", str(tiny_dataset), "--resume", "x.pth"], "--resume is set"),
              (["--", "--network", "tiny_3d", "--dataset", str(tiny_dataset), "--no-such"], "No such option: --no-such"),
-             (["--", "--network", "tiny_3d", "--dataset", str(tmp_path / "nowhere")], "no such folder here")]
+             (["--", "--network", "tiny_3d", "--dataset", str(tmp_path / "nowhere")], "no such folder here"),
+             (["--", "--network", "tiny_3d", "--dataset", str(tiny_dataset), "--nodes", "2"],
+              "--nodes is an option of vidnet slurm train: put it before --"),
+             (["--", "--network", "tiny_3d", "-h"], "see vidnet train --help")]
+    earlier = tmp_path / "runs" / tiny_dataset.name / "tiny_3d" / "checkpoints"
+    earlier.mkdir(parents=True)
+    (earlier / "ep-0003.pth").write_bytes(b"")
+    cases.append((["--gpus-per-node", "0", "--", "--network", "tiny_3d", "--dataset", str(tiny_dataset),
+                   "--model-dir", str(tmp_path / "runs"), "--lr-base", "0.5"],
+                  "holds an earlier run (ep-0003.pth); every attempt resumes its run folder, so add --resume auto"))
     for extra, message in cases:
         res = CliRunner().invoke(app, ["slurm", "train", "--cluster", "local", "--logs", str(tmp_path / "logs"),
                                        *extra])
@@ -198,3 +212,31 @@ def test_slurm_train_two_processes_finish_and_report_done(tiny_dataset, tmp_path
     assert res.exit_code == 0 and "done: training job" in res.output, res.output
     log = (tmp_path / "runs" / tiny_dataset.name / "tiny_3d" / "train.log").read_text()
     assert "2 process(es)" in log, log
+
+
+@pytest.mark.slow
+def test_slurm_train_sigterm_stops_the_training_once_with_a_checkpoint_and_leaves_no_process(tiny_dataset, tmp_path):
+    """scancel and a preemption send SIGTERM: the task turns it into one SIGINT for its training, which saves a
+    resumable checkpoint; the command says so, and no training process outlives its task."""
+    pytest.importorskip("submitit")
+    proc = subprocess.Popen([sys.executable, "-m", "vidnet", "slurm", "train", "--cluster", "local", "--gpus-per-node",
+                             "0", "--cpus-per-task", "1", "--logs", str(tmp_path / "logs"), "--", *TINY, "--dataset",
+                             str(tiny_dataset), "--model-dir", str(tmp_path / "runs")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        run = tmp_path / "runs" / tiny_dataset.name / "tiny_3d"
+        deadline = time.monotonic() + 180
+        while not list((run / "checkpoints").glob("ep-*.pth")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.02)
+        tasks = _submitit_tasks(proc.pid)
+        below = [pid for pid in _children().get(tasks[0], [])]
+        assert len(tasks) == 1 and below
+        os.kill(tasks[0], signal.SIGTERM)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "was stopped by SIGTERM with a resumable checkpoint" in out, out
+    assert "interrupted: saving a checkpoint after this step" in (run / "train.log").read_text()
+    assert not list((run / "checkpoints").glob("ep-0040*.pth"))  # it did stop early
+    assert all(not Path(f"/proc/{pid}").exists() for pid in below)

@@ -70,7 +70,9 @@ def _executor(submitit: Any, logs: Path, cluster: str | None, max_requeues: int 
         raise UsageError(f"--cluster must be slurm, local or debug (got {cluster!r})")
     extra = {} if max_requeues is None else {"slurm_max_num_timeout": max_requeues,
                                              "local_max_num_timeout": max_requeues}
-    return submitit.AutoExecutor(folder=logs / "%j", cluster=cluster, **extra)
+    # One folder per job on SLURM; submitit's local executor would create the "%j" folder itself, unformatted.
+    per_job = (cluster or submitit.AutoExecutor.which()) == "slurm"
+    return submitit.AutoExecutor(folder=logs / "%j" if per_job else logs, cluster=cluster, **extra)
 
 
 @slurm_app.command("convert")
@@ -120,7 +122,7 @@ def convert(
         try:
             job.result()
         except Exception as err:  # a task's exception comes back as submitit's FailedJobError
-            failed.append(f"{k}/{shards} ({str(err).strip().splitlines()[-1] if str(err).strip() else err})")
+            failed.append(f"{k}/{shards} ({_failure_reason(job, err)})")
     if failed:
         raise VidnetError(f"{len(failed)} shard task(s) failed: {'; '.join(failed[:3])}; see {logs}, re-run "
                           f"them with vidnet convert SRC DST --shard K/{shards}, then vidnet convert {dst} --merge")
@@ -149,44 +151,86 @@ class TrainJob:
         # submitit's handler of its preemption/timeout signal: on rank 0, checkpoint() and requeue the job.
         sig = submitit.JobEnvironment._usr_sig()
         requeue = signal.getsignal(sig)
-        state: dict[str, Any] = {"child": None, "signalled": False}
+        state: dict[str, Any] = {"child": None, "why": None, "stopping": False}
 
-        def stop_training(signum, frame):  # noqa: ARG001 - signal signature
-            state["signalled"] = True
-            child = state["child"]
-            if child is not None and child.poll() is None:
-                child.send_signal(signal.SIGINT)  # vidnet train saves a resumable checkpoint, then exits 130
+        def stop(child: subprocess.Popen | None) -> None:
+            """One SIGINT, never two: vidnet train saves a resumable checkpoint after the current optimizer step
+            and exits 130 (a second SIGINT would stop it at once, without that checkpoint)."""
+            if child is not None and not state["stopping"] and child.poll() is None:
+                state["stopping"] = True
+                child.send_signal(signal.SIGINT)
 
-        signal.signal(sig, stop_training)
+        def on_signal(signum, frame):  # noqa: ARG001 - signal signature
+            state["why"] = state["why"] or signal.Signals(signum).name
+            stop(state["child"])
+
+        signal.signal(sig, on_signal)  # the end of the time slot: stop, then requeue
+        signal.signal(signal.SIGTERM, on_signal)  # scancel or a preemption: stop (SLURM requeues a preempted job)
         print(f"vidnet slurm train: attempt {self.attempt}, rank {env.rank} of {env.world_size} "
               f"(master {env.master_addr}:{env.master_port}): {' '.join(self.command()[1:])}", flush=True)
-        # The child ignores the signal itself (SLURM may send it to every process of the step): its parent stops it.
-        child = subprocess.Popen(self.command(), preexec_fn=lambda: signal.signal(sig, signal.SIG_IGN))
+        child = subprocess.Popen(self.command(), start_new_session=True, preexec_fn=_training_process_setup(sig))
         state["child"] = child
         try:
-            if state["signalled"]:
-                child.send_signal(signal.SIGINT)
+            if state["why"]:
+                stop(child)
             code = child.wait()
         finally:
-            if child.poll() is None:  # this task is being stopped: take the training process with it
-                child.send_signal(signal.SIGINT)
+            if child.poll() is None:  # this task is being stopped (Ctrl-C here): the training process stops too
+                stop(child)
                 try:
-                    child.wait(timeout=60)
+                    child.wait(timeout=120)
                 except subprocess.TimeoutExpired:
                     child.kill()
-        if state["signalled"]:
+        if state["why"] == signal.Signals(sig).name:
             print(f"vidnet slurm train: stopped for a requeue (training exited with {code})", flush=True)
             if callable(requeue):
                 requeue(sig, None)  # rank 0: checkpoint() below, requeue, exit; the other ranks return
-            return {"attempt": self.attempt, "stopped": True}
+            return {"attempt": self.attempt, "stopped": state["why"]}
+        if state["why"]:
+            print(f"vidnet slurm train: stopped by {state['why']} (training exited with {code})", flush=True)
+            return {"attempt": self.attempt, "stopped": state["why"]}
         if code != 0:
             raise VidnetError(f"vidnet train exited with status {code} (rank {env.rank}, attempt {self.attempt})")
-        return {"attempt": self.attempt, "stopped": False}
+        return {"attempt": self.attempt, "stopped": None}
 
     def checkpoint(self) -> Any:  # submitit calls this on preemption or timeout: the next attempt resumes
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(TrainJob(self.args, self.gpus, self.attempt + 1))
+
+
+def _training_process_setup(sig: int) -> Any:
+    """What the training process does before it starts: leave the signals that SLURM sends to every process of
+    the job (the time-limit signal, SIGTERM) to its task, which turns them into one SIGINT; and get that SIGINT
+    when the task dies (Linux ``PR_SET_PDEATHSIG``), so no training outlives its task."""
+
+    def setup() -> None:
+        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, int(signal.SIGINT))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # not Linux: the task still stops it on every path it sees
+            pass
+
+    return setup
+
+
+def _without_resume_auto(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` without ``--resume auto`` (or ``--resume=auto``), and whether it was there."""
+    out, found, i = [], False, 0
+    while i < len(args):
+        if args[i] == "--resume=auto" or (args[i] == "--resume" and args[i + 1:i + 2] == ["auto"]):
+            found, i = True, i + (1 if "=" in args[i] else 2)
+            continue
+        out.append(args[i])
+        i += 1
+    return out, found
+
+
+_OWN_OPTIONS = ("--nodes", "--gpus-per-node", "--cluster", "--logs", "--partition", "--cpus-per-task", "--mem-gb",
+                "--timeout-min", "--signal-delay-s", "--max-requeues", "--no-wait")
 
 
 @slurm_app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -204,7 +248,8 @@ def train(
     timeout_min: Annotated[int, typer.Option(help="Time limit of one time slot, in minutes; the job is "
                                                     "requeued and resumes when it runs out.")] = 1440,
     signal_delay_s: Annotated[int, typer.Option(help="SLURM: warn the job this many seconds before the time "
-                                                     "limit (time to finish a step and save).")] = 120,
+                                                     "limit: time to finish a validation under way, a step and "
+                                                     "a save.")] = 120,
     max_requeues: Annotated[int, typer.Option(help="Requeue after running out of time at most this many "
                                                    "times.")] = 10,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and exit.")] = False,
@@ -222,10 +267,14 @@ def train(
     if not args:
         raise UsageError("give the training options after --: vidnet slurm train [OPTIONS] -- --network NAME "
                          "--dataset DATASET ...")
+    args, continuing = _without_resume_auto(args)  # every attempt resumes; given, it says an earlier run goes on
     for name in ("--gpus", "--resume", "--resume-epoch"):
         if any(a == name or a.startswith(name + "=") for a in args):
             raise UsageError(f"{name} is set by vidnet slurm train (one GPU per process: --gpus-per-node; every "
                              "attempt runs with --resume auto)")
+    misplaced = [a.split("=")[0] for a in args if a.split("=")[0] in _OWN_OPTIONS]
+    if misplaced:
+        raise UsageError(f"{misplaced[0]} is an option of vidnet slurm train: put it before --")
     if nodes < 1 or gpus_per_node < 0:
         raise UsageError(f"--nodes must be at least 1 and --gpus-per-node at least 0 (got {nodes}, {gpus_per_node})")
     task = TrainJob(args, gpus_per_node)
@@ -249,6 +298,13 @@ def train(
         if gpus_per_node > torch.cuda.device_count():
             raise UsageError(f"--gpus-per-node {gpus_per_node}: this machine has {torch.cuda.device_count()} CUDA "
                              f"device(s) (--cluster {where} runs here; --gpus-per-node 0 trains on the CPU)")
+    run = run_folder(cfg)
+    from vidnet.checkpoint import CHECKPOINT_DIR, latest_checkpoint
+
+    earlier = latest_checkpoint(run / CHECKPOINT_DIR) if (run / CHECKPOINT_DIR).is_dir() else None
+    if earlier is not None and not continuing:
+        raise UsageError(f"{run}: holds an earlier run ({earlier.name}); every attempt resumes its run folder, so "
+                         "add --resume auto after -- to continue it, or give another --model-dir")
     executor = _executor(submitit, logs, cluster, max_requeues)
     tasks = max(gpus_per_node, 1)
     executor.update_parameters(name="vidnet-train", nodes=nodes, tasks_per_node=tasks, cpus_per_task=cpus_per_task,
@@ -258,17 +314,25 @@ def train(
     if partition:
         executor.update_parameters(slurm_partition=partition)
     job = executor.submit(task)
-    run = run_folder(cfg)
     console.print(f"submitted training job {job.job_id} to {executor.cluster}: {nodes} node(s) x {tasks} "
                   f"process(es); run folder {run}; logs: {logs}")
     if no_wait:
         return
     try:
         result = job.results()[0]  # one per task (rank); job.result() refuses a job of several tasks
+    except KeyboardInterrupt:
+        if executor.cluster == "slurm":
+            console.print(f"job {job.job_id} goes on running on the cluster (scancel {job.job_id} stops it)")
+        raise
     except Exception as err:  # a task's exception comes back as submitit's FailedJobError
         raise VidnetError(f"training job {job.job_id} failed: {_failure_reason(job, err)}; see {logs} and "
                           f"{run}/train.log") from None
     requeued = result["attempt"] - 1
+    if result.get("stopped"):
+        console.print(f"[yellow]stopped[/yellow]: training job {job.job_id} was stopped by {result['stopped']} "
+                      f"with a resumable checkpoint; continue it with the same command and --resume auto after "
+                      f"-- (run folder {run})")
+        return
     console.print(f"[green]done[/green]: training job {job.job_id} finished"
                   + (f" after {requeued} requeue(s)" if requeued else "") + f"; run folder {run}")
 

@@ -312,7 +312,7 @@ def train_config(config: Path | None, given: dict[str, Any]) -> TrainConfig:
 def parse_train_args(args: list[str]) -> tuple[TrainConfig, dict[str, Any]]:
     """``vidnet train`` options given as words (as ``vidnet slurm train`` forwards them): the configuration
     they make and the options typed. A bad option is a usage error, as on ``vidnet train``'s command line."""
-    if "--help" in args:
+    if "--help" in args or "-h" in args:
         raise UsageError("see vidnet train --help for the training options")
     command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
     try:

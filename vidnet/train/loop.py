@@ -367,7 +367,11 @@ def _restore(state: dict[str, Any] | None, path: Path | None, cfg: TrainConfig, 
     except RuntimeError as err:
         raise ckpt_io.CheckpointError(f"{path}: weights do not fit {cfg.model.network}: "
                                       f"{str(err).splitlines()[0]}") from None
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, ValueError) as err:
+        raise ckpt_io.CheckpointError(f"{path}: its optimizer state does not fit this run's optimizer "
+                                      f"({type(err).__name__}: {err})") from None
     if state.get("scaler") and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
     if ema is not None and state.get("ema") is not None:
@@ -768,6 +772,11 @@ def _check_compatible(state: dict[str, Any], cfg: TrainConfig, labels: dict[str,
                                       f"{cfg.model.network}")
     if labels and state.get("labels") and state["labels"] != labels:
         raise ckpt_io.CheckpointError(f"{path}: the checkpoint's label map differs from {cfg.data.dataset}'s")
+    saved = (state.get("config") or {}).get("optim", {}).get("optimizer")
+    if saved is not None and saved != cfg.optim.optimizer:
+        raise ckpt_io.CheckpointError(f"{path}: the run was trained with --optimizer {saved}, not "
+                                      f"{cfg.optim.optimizer}: its optimizer state cannot continue (start a new run "
+                                      "with another --model-dir)")
 
 
 def _pruned_architecture(model: nn.Module, cfg: TrainConfig, num_classes: int, *, given: bool) -> dict | None:
