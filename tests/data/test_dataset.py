@@ -307,6 +307,19 @@ def test_convert_carries_dataset_json_to_the_dataset(tmp_path):
     assert VideoClipDataset(tmp_path / "f", None).hflip is False
 
 
+def test_sample_dataset_is_never_flipped(tmp_path):
+    # A horizontal flip turns move_left into move_right and rotate_cw into rotate_ccw, keeping the label:
+    # `vidnet sample`, `vidnet convert`, `vidnet train` must not flip (it did, outside the quickstart).
+    from vidnet.data.ingest import ConvertOptions, convert_dataset
+    from vidnet.data.sample import SampleOptions, make_sample_dataset
+
+    make_sample_dataset(tmp_path / "v", SampleOptions(classes=2, videos_per_class=1, min_frames=4, max_frames=4,
+                                                      width=32, height=32, workers=1))
+    convert_dataset(tmp_path / "v", tmp_path / "f", ConvertOptions(workers=1))
+    ds = VideoClipDataset(tmp_path / "f", "train", num_frames=2, size=(16, 16))
+    assert ds.hflip is False and ds.transform.config.flip is False
+
+
 @pytest.mark.parametrize("damaged", ["corrupt"], indirect=True)
 def test_bad_video_in_a_worker_is_one_line(damaged):
     # DataLoader re-raises a worker's error with the worker's whole traceback as its message (24 lines for
