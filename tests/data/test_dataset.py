@@ -52,7 +52,7 @@ def warnings_log():
 def test_sample_contract(tiny_dataset):
     ds = _ds(tiny_dataset, return_meta=True)
     assert len(ds) == 4 and ds.num_classes == 2 and ds.labels == {"move_left": 0, "move_right": 1}
-    assert ds.hflip is True and [r.split for r in ds.rows] == ["train"] * 4
+    assert ds.hflip is False and [r.split for r in ds.rows] == ["train"] * 4  # left and right are classes
     s = ds[1]
     assert s["clip"].shape == (3, 6, 32, 32) and s["clip"].dtype == torch.uint8 and s["clip"].is_contiguous()
     assert s["label"] == ds.labels[ds.rows[1].label] and s["index"] == 1
@@ -72,10 +72,12 @@ def test_sample_contract(tiny_dataset):
 def test_default_sampler_and_transform_follow_split_and_dataset_json(tiny_dataset, tmp_path):
     train, val = VideoClipDataset(tiny_dataset, "train"), VideoClipDataset(tiny_dataset, "val")
     assert isinstance(train.sampler, RandomClip) and isinstance(val.sampler, CentreClip)
-    assert isinstance(train.transform, ClipAugment) and train.transform.config.flip
+    assert isinstance(train.transform, ClipAugment) and train.transform.config.flip is False  # the sample's
     assert isinstance(val.transform, ClipEval)
     root = tmp_path / "d"
     shutil.copytree(tiny_dataset, root)
+    (root / "dataset.json").unlink()
+    assert VideoClipDataset(root, "train").transform.config.flip  # no dataset.json: flips allowed
     (root / "dataset.json").write_text('{"name": "jester", "num_classes": 2, "hflip": false, "media": "frames"}')
     ds = VideoClipDataset(root, "train")
     assert ds.hflip is False and ds.transform.config.flip is False and ds.transform.config.crop == "multiscale"
