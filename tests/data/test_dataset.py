@@ -52,7 +52,7 @@ def warnings_log():
 def test_sample_contract(tiny_dataset):
     ds = _ds(tiny_dataset, return_meta=True)
     assert len(ds) == 4 and ds.num_classes == 2 and ds.labels == {"move_left": 0, "move_right": 1}
-    assert ds.hflip is True and [r.split for r in ds.rows] == ["train"] * 4
+    assert ds.hflip is False and [r.split for r in ds.rows] == ["train"] * 4  # left and right are classes
     s = ds[1]
     assert s["clip"].shape == (3, 6, 32, 32) and s["clip"].dtype == torch.uint8 and s["clip"].is_contiguous()
     assert s["label"] == ds.labels[ds.rows[1].label] and s["index"] == 1
@@ -72,10 +72,12 @@ def test_sample_contract(tiny_dataset):
 def test_default_sampler_and_transform_follow_split_and_dataset_json(tiny_dataset, tmp_path):
     train, val = VideoClipDataset(tiny_dataset, "train"), VideoClipDataset(tiny_dataset, "val")
     assert isinstance(train.sampler, RandomClip) and isinstance(val.sampler, CentreClip)
-    assert isinstance(train.transform, ClipAugment) and train.transform.config.flip
+    assert isinstance(train.transform, ClipAugment) and train.transform.config.flip is False  # the sample's
     assert isinstance(val.transform, ClipEval)
     root = tmp_path / "d"
     shutil.copytree(tiny_dataset, root)
+    (root / "dataset.json").unlink()
+    assert VideoClipDataset(root, "train").transform.config.flip  # no dataset.json: flips allowed
     (root / "dataset.json").write_text('{"name": "jester", "num_classes": 2, "hflip": false, "media": "frames"}')
     ds = VideoClipDataset(root, "train")
     assert ds.hflip is False and ds.transform.config.flip is False and ds.transform.config.crop == "multiscale"
@@ -305,6 +307,19 @@ def test_convert_carries_dataset_json_to_the_dataset(tmp_path):
     (tmp_path / "v" / "dataset.json").write_text('{"name": "jester", "num_classes": 2, "hflip": false}')
     convert_dataset(tmp_path / "v", tmp_path / "f", ConvertOptions(workers=1))
     assert VideoClipDataset(tmp_path / "f", None).hflip is False
+
+
+def test_sample_dataset_is_never_flipped(tmp_path):
+    # A horizontal flip turns move_left into move_right and rotate_cw into rotate_ccw, keeping the label:
+    # `vidnet sample`, `vidnet convert`, `vidnet train` must not flip (it did, outside the quickstart).
+    from vidnet.data.ingest import ConvertOptions, convert_dataset
+    from vidnet.data.sample import SampleOptions, make_sample_dataset
+
+    make_sample_dataset(tmp_path / "v", SampleOptions(classes=2, videos_per_class=1, min_frames=4, max_frames=4,
+                                                      width=32, height=32, workers=1))
+    convert_dataset(tmp_path / "v", tmp_path / "f", ConvertOptions(workers=1))
+    ds = VideoClipDataset(tmp_path / "f", "train", num_frames=2, size=(16, 16))
+    assert ds.hflip is False and ds.transform.config.flip is False
 
 
 @pytest.mark.parametrize("damaged", ["corrupt"], indirect=True)

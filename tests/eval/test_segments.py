@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 
@@ -49,15 +50,21 @@ def test_predictions_are_keyed_by_store_and_fuse_on_segments(segment_dataset, ti
     assert [x["key"] for x in lines] == video.keys and [x["time_end"] for x in lines] == [r.time_end for r in rows]
     assert fused.keys == video.keys
 
-    # The explorer draws each segment from its own store: two thumbnails per source video, not one.
+    # The explorer draws each segment from its own store: two thumbnails per source video, not one. It draws
+    # the clips a model gets wrong: a comparison that predicts the other of the 2 classes makes that every clip,
+    # whatever the trained model gets right.
     from vidnet.eval.explorer import write_explorer
 
-    res = write_explorer(tmp_path / "page", out, protocol="clip", thumbnails=ThumbnailOptions(budget_mb=1))
+    clip = Predictions.load(out / "clip_logits.npz")
+    assert len(clip.class_names) == 2
+    wrong = dataclasses.replace(clip, logits=clip.logits[..., ::-1].copy(), model="the other class")
+    res = write_explorer(tmp_path / "page", out, protocol="clip", compare=wrong,
+                         thumbnails=ThumbnailOptions(budget_mb=1))
     page = (tmp_path / "page" / "report.html").read_text()
     data = json.loads(re.search(r'id="vidnet-data">(.*?)</script>', page).group(1))
     drawn = [t for t in data["clips"]["thumb"] if t]
     assert data["clips"]["key"] == video.keys and data["clips"]["t0"] == [r.time_start for r in rows]
-    assert len(set(drawn)) == len(drawn) == res.thumbnails >= 2 and not res.failed, data["clips"]["key"]
+    assert len(set(drawn)) == len(drawn) == res.thumbnails == len(rows) and not res.failed, data["clips"]["key"]
 
 
 def test_fuse_two_models_on_segments(segment_dataset, tiny_checkpoint, tmp_path):

@@ -32,7 +32,8 @@ def version() -> None:
 
 @app.command()
 def sample(
-    dst: Annotated[Path, typer.Argument(help="Folder to write the videos, index.csv and labels.json into.")],
+    dst: Annotated[Path, typer.Argument(help="Folder to write the videos, index.csv, labels.json and "
+                                             "dataset.json into.")],
     classes: Annotated[int, typer.Option(help="Number of motion classes (2-8).")] = 8,
     videos_per_class: Annotated[int, typer.Option(help="Videos in each class.")] = 40,
     min_frames: Annotated[int, typer.Option(help="Shortest video in frames.")] = 32,

@@ -353,12 +353,14 @@ def quickstart_training(
     from rich.table import Table
 
     from vidnet._io import atomic_write_json
+    from vidnet.data.index import read_labels
+    from vidnet.data.sample import sample_dataset_json
     from vidnet.train.config import TrainConfig
     from vidnet.train.loop import train as run_training
 
     if not (frames / "dataset.json").is_file():
-        # The sample's classes include move_left / move_right: a horizontal flip would swap their labels.
-        atomic_write_json(frames / "dataset.json", {"name": "sample", "hflip": False, "media": "frames"})
+        # Sample videos written before `vidnet sample` wrote dataset.json: a flip would swap move_left's label.
+        atomic_write_json(frames / "dataset.json", sample_dataset_json(len(read_labels(frames / "labels.json"))))
     common = {"dataset": str(frames), "model_dir": str(runs), "clip_size": (72, 96), "batch_size": batch_size,
               "end_epoch": epochs, "lr_schedule": "cosine", "warmup_epochs": 1, "optimizer": "adamw",
               "lr_base": 3e-3, "weight_decay": 0.05, "augment": "light", "workers": workers,

@@ -21,11 +21,12 @@ import av
 import cv2
 import numpy as np
 
+from vidnet._io import atomic_write_json
 from vidnet._mp import process_pool
 from vidnet.data.index import IndexRow, label_map, write_index, write_labels
 from vidnet.errors import UsageError
 
-__all__ = ["SAMPLE_CLASSES", "SampleOptions", "make_sample_dataset", "render_video"]
+__all__ = ["SAMPLE_CLASSES", "SampleOptions", "make_sample_dataset", "render_video", "sample_dataset_json"]
 
 SAMPLE_CLASSES = ("move_left", "move_right", "move_up", "move_down", "rotate_cw", "rotate_ccw", "grow", "shrink")
 
@@ -198,9 +199,16 @@ def _make_one(args: tuple[SampleOptions, int, int, Path]) -> IndexRow:
     return IndexRow(label, video_id, split=split, extra={"source": f"{label}/{video_id}{ext}", "frames": str(n)})
 
 
+def sample_dataset_json(classes: int) -> dict[str, object]:
+    """The sample dataset's ``dataset.json``: no horizontal flips, since a flip turns ``move_left`` into
+    ``move_right`` (and ``rotate_cw`` into ``rotate_ccw``) while keeping the label."""
+    return {"name": "sample", "num_classes": classes, "hflip": False, "media": "video"}
+
+
 def make_sample_dataset(dst: str | os.PathLike, opts: SampleOptions,
                         on_progress: Callable[[IndexRow], None] | None = None) -> list[IndexRow]:
-    """Write the sample dataset to ``dst``: ``<label>/<video>.<ext>``, ``index.csv`` and ``labels.json``."""
+    """Write the sample dataset to ``dst``: ``<label>/<video>.<ext>``, ``index.csv``, ``labels.json`` and
+    ``dataset.json`` (`sample_dataset_json`, which ``vidnet convert`` carries to the converted dataset)."""
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     tasks = [(opts, c, i, dst) for c in range(opts.classes) for i in range(opts.videos_per_class)]
@@ -218,6 +226,7 @@ def make_sample_dataset(dst: str | os.PathLike, opts: SampleOptions,
                     on_progress(row)
     write_index(dst / "index.csv", rows)
     write_labels(dst / "labels.json", label_map(r.label for r in rows))
+    atomic_write_json(dst / "dataset.json", sample_dataset_json(opts.classes))
     return sorted(rows, key=lambda r: (r.label, r.id))
 
 
