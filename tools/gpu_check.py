@@ -62,6 +62,30 @@ class Budget:
         return False
 
 
+class Stopwatch:
+    """``with Stopwatch(cuda) as sw: ...``, then ``sw.seconds``: the block's wall time. With ``cuda`` the GPU's
+    queue is drained as the clock starts and before it stops, so that the time covers the work, not its launch."""
+
+    def __init__(self, cuda: bool = False) -> None:
+        self.cuda = cuda
+        self.seconds = 0.0
+
+    def _sync(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+    def __enter__(self) -> Stopwatch:
+        self._sync()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sync()
+        self.seconds = time.perf_counter() - self._start
+
+
 def _section(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
@@ -167,24 +191,18 @@ def train_speed(name: str, precision: str, channels_last: bool, compiled: bool, 
         return loss
 
     if cuda:
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-    for _ in range(warmup):
-        loss = step()
-    if cuda:
-        torch.cuda.synchronize()
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t
+    with Stopwatch(cuda) as first:
+        for _ in range(warmup):
+            loss = step()
+    with Stopwatch(cuda) as timed:
+        for _ in range(steps):
+            loss = step()
+    seconds = timed.seconds
     value = float(loss.detach())
     result = {"model": name, "precision": precision, "channels_last": channels_last, "compiled": compiled,
               "batch": batch, "clips_per_s": batch * steps / seconds, "step_ms": seconds / steps * 1e3,
-              "warmup_s": first, "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
+              "warmup_s": first.seconds, "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
               "loss": value, "finite": math.isfinite(value)}
     return result
 
@@ -200,16 +218,16 @@ def loader_speed(root: Path, workers: int, batch: int, frames: int, size: int, b
                         persistent_workers=False)
     it = iter(loader)
     next(it)
-    t = time.perf_counter()
     n = 0
-    for _ in range(batches):
-        try:
-            b = next(it)
-        except StopIteration:
-            it = iter(loader)
-            b = next(it)
-        n += b["clip"].shape[0]
-    return n / (time.perf_counter() - t)
+    with Stopwatch() as sw:
+        for _ in range(batches):
+            try:
+                b = next(it)
+            except StopIteration:
+                it = iter(loader)
+                b = next(it)
+            n += b["clip"].shape[0]
+    return n / sw.seconds
 
 
 def _decode_chunk(blobs: list[bytes]) -> int:
@@ -237,9 +255,9 @@ def jpeg_decode(root: Path, cpu_workers: list[int], device, n_frames: int) -> di
         chunks = [blobs[i::w * 4] for i in range(w * 4)]
         with process_pool(w) as pool:
             pool.map(_decode_chunk, chunks[:w])  # start-up and imports, untimed
-            t = time.perf_counter()
-            pool.map(_decode_chunk, chunks)
-            out[f"cpu_{w}_workers_fps"] = len(blobs) / (time.perf_counter() - t)
+            with Stopwatch() as sw:
+                pool.map(_decode_chunk, chunks)
+            out[f"cpu_{w}_workers_fps"] = len(blobs) / sw.seconds
     try:
         import torch
         import torchvision
@@ -253,12 +271,10 @@ def jpeg_decode(root: Path, cpu_workers: list[int], device, n_frames: int) -> di
     data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
     for batch in (64, 256):
         decode_jpeg(data[:batch], device="cuda")  # initialises nvjpeg
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for i in range(0, len(data), batch):
-            decode_jpeg(data[i:i + batch], device="cuda")
-        torch.cuda.synchronize()
-        out[f"gpu_batch_{batch}_fps"] = len(data) / (time.perf_counter() - t)
+        with Stopwatch(cuda=True) as sw:
+            for i in range(0, len(data), batch):
+                decode_jpeg(data[i:i + batch], device="cuda")
+        out[f"gpu_batch_{batch}_fps"] = len(data) / sw.seconds
     return out
 
 
@@ -269,10 +285,10 @@ def cuda_tests() -> dict:
         return {"returncode": 5, "summary": "no test is marked cuda", "seconds": 0.0}
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *files]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    with Stopwatch() as sw:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     tail = (proc.stdout.strip().splitlines() or [""])[-1]
-    return {"returncode": proc.returncode, "summary": tail, "seconds": time.perf_counter() - t}
+    return {"returncode": proc.returncode, "summary": tail, "seconds": sw.seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,9 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vidnet-gpu-check-") as tmp:
         work = args.out or Path(tmp)
         _section("dataset")
-        t = time.perf_counter()
-        root = make_dataset(work, tiny=dry)
-        print(f"  {root}: {sum(1 for _ in root.rglob('frames.db'))} videos in {time.perf_counter() - t:.0f} s")
+        with Stopwatch() as sw:
+            root = make_dataset(work, tiny=dry)
+        print(f"  {root}: {sum(1 for _ in root.rglob('frames.db'))} videos in {sw.seconds:.0f} s")
 
         _section(f"training steps, {batch}x{frames}x{size}x{size} clips, {warmup} warm-up + {steps} timed steps")
         runs: list[dict] = []

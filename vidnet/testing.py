@@ -1,11 +1,13 @@
 """Deterministic fixtures shared by tests: parity weights and clips as ``tests/network/parity`` defines them.
 
-The parity fixtures were produced by the original implementations filled with these exact values, so a
-vidnet model that loads the same values under the original key names must produce the same logits.
+The parity fixtures were produced by the reference implementations filled with these exact values, so a
+vidnet model that loads the same values under the reference key names must produce the same logits. They all
+live in one folder, ``tests/network/parity`` (its README says where each one comes from).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -19,7 +21,7 @@ __all__ = ["parity_value", "parity_state_dict", "parity_clip", "load_parity_fixt
 
 
 def parity_value(key: str, shape: list[int] | tuple[int, ...], dtype: str = "float32") -> torch.Tensor:
-    """The deterministic value of one original state-dict entry (see parity/README.md)."""
+    """The deterministic value of one reference state-dict entry (see ``tests/network/parity/README.md``)."""
     shape = tuple(int(s) for s in shape)
     n = int(np.prod(shape)) if shape else 1
     if key.endswith("num_batches_tracked"):
@@ -66,16 +68,23 @@ def parity_dir() -> Path | None:
 
 
 def load_parity_fixture(name: str) -> dict:
-    """Load ``<parity_dir>/<name>.json``.
+    """Load ``<parity_dir>/<name>.json``, or its gzipped form ``<name>.json.gz`` (e.g. ``x3d_m.pyslowfast``).
 
     Raises:
         FileNotFoundError: the fixture is missing (the repository ships them: a missing one is a broken checkout).
+        ValueError: both forms exist (one fixture, one file).
     """
-    d = parity_dir()
-    path = (d or Path("tests/network/parity")) / f"{name}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"parity fixture {path} is missing")
-    return json.loads(path.read_text())
+    base = (parity_dir() or Path("tests/network/parity")) / f"{name}.json"
+    gz = base.with_name(base.name + ".gz")
+    found = [p for p in (base, gz) if p.is_file()]
+    if not found:
+        raise FileNotFoundError(f"parity fixture {base} (or {gz.name}) is missing")
+    if len(found) > 1:
+        raise ValueError(f"parity fixture {name}: both {base.name} and {gz.name} exist; keep one")
+    if found[0] is gz:
+        with gzip.open(gz, "rt", encoding="utf-8") as f:
+            return json.load(f)
+    return json.loads(base.read_text())
 
 
 def moving_frames(n: int = 12, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:

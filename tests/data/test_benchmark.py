@@ -127,6 +127,22 @@ def test_hdf5_frames_are_read_without_fancy_indexing(tiny_dataset, bench_run, mo
     assert not [a for a in seen if fancy(a)]
 
 
+@pytest.mark.parametrize("fmt", ["hdf5", "hdf5-jpeg"])
+def test_hdf5_formats_report_a_frame_past_the_file_as_a_short_clip(tiny_dataset, bench_run, fmt):
+    # Both HDF5 layouts open and read through one reader: a frame the file lacks is the same ClipError
+    # (reason "short") as in the store, never a bare IndexError from h5py (the JPEG layout's, before).
+    from vidnet.data import benchmark as b
+    from vidnet.errors import ClipError
+
+    cls = {"hdf5": b._Hdf5Dataset, "hdf5-jpeg": b._Hdf5JpegDataset}[fmt]
+    ds = cls(tiny_dataset, folder=bench_run[1] / fmt, split=None, num_frames=2, size=(48, 64))
+    n = ds.rows[0].n_frames
+    assert ds.read_frames(0, np.array([0, n - 1]), (48, 64)).shape[0] == 2
+    with pytest.raises(ClipError, match=ds.rows[0].path) as err:
+        ds.read_frames(0, np.array([0, n + 5]), (48, 64))
+    assert err.value.reason == "short"
+
+
 @pytest.mark.parametrize("layout", ["chunked", "contiguous", "compressed"])
 def test_read_hdf5_frames_every_layout(tmp_path, layout):
     import h5py

@@ -1,18 +1,14 @@
 """Parity with the reference code of the 2026 model line, and each ecosystem checkpoint layout through the door.
 
-Each ``parity_fixtures/<model>.<layout>.json.gz`` was made by building the reference implementation
+Each ``parity/<model>.<layout>.json.gz`` was made by building the reference implementation
 (PySlowFast, PyTorchVideo, MMAction2 or torchvision; the ``reference`` field names the repository, commit and
 constructor), counting its parameters at 400 classes, and running the parity clip through it in eval mode with
 its state dict filled by :func:`vidnet.testing.parity_value` under the reference's own key names (see
-``parity_fixtures/README.md``). vidnet's model must load that state dict through
+``parity/README.md``). vidnet's model must load that state dict through
 :func:`~vidnet.network.weights.load_weights` with nothing skipped and nothing missing, and reproduce the logits.
 """
 
 from __future__ import annotations
-
-import gzip
-import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,23 +16,18 @@ import torch
 from vidnet.network import create_model
 from vidnet.network.cost import count_parameters
 from vidnet.network.weights import load_weights
-from vidnet.testing import parity_clip, parity_state_dict
+from vidnet.testing import load_parity_fixture, parity_clip, parity_dir, parity_state_dict
 
-FIXTURES = Path(__file__).parent / "parity_fixtures"
 SLOW = {"slowfast_r101_8x8"}
 
 
-def _load(path: Path) -> dict:
-    with gzip.open(path, "rt") as f:
-        return json.load(f)
-
-
 def _cases() -> list:
+    """The ``<model>.<layout>`` fixtures (the gzipped ones; the plain ``.json`` ones are the original code's)."""
     out = []
-    for path in sorted(FIXTURES.glob("*.json.gz")):
-        name = path.name.split(".")[0]
-        marks = [pytest.mark.slow] if name in SLOW else []
-        out.append(pytest.param(path, id=path.name.removesuffix(".json.gz"), marks=marks))
+    for path in sorted(parity_dir().glob("*.json.gz")):
+        fixture = path.name.removesuffix(".json.gz")
+        marks = [pytest.mark.slow] if fixture.split(".")[0] in SLOW else []
+        out.append(pytest.param(fixture, id=fixture, marks=marks))
     return out
 
 
@@ -53,9 +44,9 @@ def _dtype(fixture: dict) -> torch.dtype:
     return getattr(torch, fixture.get("dtype", "float32"))
 
 
-@pytest.mark.parametrize("path", CASES)
-def test_layout_loads_completely_and_reproduces_logits(path):
-    fixture = _load(path)
+@pytest.mark.parametrize("name", CASES)
+def test_layout_loads_completely_and_reproduces_logits(name):
+    fixture = load_parity_fixture(name)
     with torch.device("meta"):  # every entry is loaded below, so the initialisation is skipped
         model = create_model(fixture["name"], num_classes=fixture["num_classes"], **fixture.get("options", {}))
     model = model.to_empty(device="cpu").to(_dtype(fixture)).eval()
@@ -68,16 +59,16 @@ def test_layout_loads_completely_and_reproduces_logits(path):
     reference = torch.tensor(fixture["logits"])
     assert logits.shape == reference.shape
     diff = (logits - reference).abs().max().item()
-    assert diff <= 1e-4 * max(1.0, fixture["logits_absmax"]), f"{path.name}: max abs diff {diff:.3g}"
+    assert diff <= 1e-4 * max(1.0, fixture["logits_absmax"]), f"{name}: max abs diff {diff:.3g}"
 
 
-@pytest.mark.parametrize("path", CASES)
-def test_parameter_count_equals_reference(path):
+@pytest.mark.parametrize("name", CASES)
+def test_parameter_count_equals_reference(name):
     """The count at 400 classes equals the reference code's (PyTorchVideo's X3D has 48 fewer: no norm on the
     first stage's shortcut, which vidnet fills with an exact identity when loading its files). Counted at the
     registered settings plus the fixture's ``params_options`` (MMAction2's SlowFast: ``lateral="conv"``); a
     fixture's ``options`` (e.g. a smaller clip for MViTv2's position tables) apply to its logits only."""
-    fixture = _load(path)
+    fixture = load_parity_fixture(name)
     with torch.device("meta"):
         model = create_model(fixture["name"], num_classes=400, **fixture.get("params_options", {}))
     expected = fixture["params_400"] + fixture.get("params_400_offset", 0)
@@ -86,7 +77,7 @@ def test_parameter_count_equals_reference(path):
 
 def test_kinetics_weights_fine_tune_with_a_new_head():
     """A 400-class file into a 7-class model: everything but the classifier loads, and the report says so."""
-    fixture = _load(FIXTURES / "x3d_xs.pyslowfast.json.gz")
+    fixture = load_parity_fixture("x3d_xs.pyslowfast")
     original = parity_state_dict(fixture)
     with torch.device("meta"):
         model = create_model("x3d_xs", num_classes=7)
@@ -120,7 +111,7 @@ WRAPPERS = {
 @pytest.mark.parametrize("fixture", sorted(WRAPPERS))
 def test_checkpoint_file_of_each_ecosystem_loads_through_the_door(fixture, tmp_path):
     """The files as each ecosystem saves them (wrapper included) load completely from disk."""
-    fx = _load(FIXTURES / f"{fixture}.json.gz")
+    fx = load_parity_fixture(fixture)
     path = tmp_path / "weights.pth"
     torch.save(WRAPPERS[fixture](parity_state_dict(fx)), path)
     with torch.device("meta"):
@@ -142,7 +133,7 @@ def test_cli_fine_tunes_x3d_from_a_pyslowfast_checkpoint(tiny_dataset, tmp_path)
     from vidnet.checkpoint import load_training
     from vidnet.cli import app
 
-    fx = _load(FIXTURES / "x3d_xs.pyslowfast.json.gz")
+    fx = load_parity_fixture("x3d_xs.pyslowfast")
     path = tmp_path / "x3d_xs.pyth"
     torch.save({"model_state": parity_state_dict(fx)}, path)
     reference = create_model("x3d_xs", num_classes=fx["num_classes"])
@@ -169,7 +160,7 @@ def test_cli_predict_with_an_mmaction2_checkpoint_network_and_labels(tiny_datase
     from vidnet.cli import app
     from vidnet.eval.multiview import load_eval_model
 
-    fx = _load(FIXTURES / "x3d_m.mmaction2.json.gz")
+    fx = load_parity_fixture("x3d_m.mmaction2")
     path = tmp_path / "x3d_m_mmaction2.pth"
     torch.save({"meta": {"epoch": 300}, "state_dict": parity_state_dict(fx)}, path)
     labels = tmp_path / "labels.json"

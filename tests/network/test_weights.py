@@ -9,7 +9,7 @@ import torch.nn as nn
 from vidnet.errors import UsageError, VidnetError
 from vidnet.network import create_model
 from vidnet.network.finetune import find_head, freeze_up_to, param_groups, replace_head
-from vidnet.network.weights import load_weights, read_state_dict
+from vidnet.network.weights import load_weights, read_state_dict, rename_key
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,19 @@ def test_a_plain_backbone_checkpoint_fills_an_srtg_model(source):
     plain = create_model("r3d_18", num_classes=10)
     report = load_weights(plain, source.state_dict())
     assert not report.missing and all(".sr." in k for k in report.skipped)
+
+
+def test_rename_key_applies_the_rules_in_order():
+    # The one key-renaming loop of every remap_original_state_dict (X3D, SlowFast, MViTv2): each rule sees the
+    # previous one's result, a callable replacement gets the match, a key no rule matches passes unchanged.
+    from vidnet.network.layers.bottleneck3d import BRANCH_BLOCK_RULES
+
+    rules = [(r"^s(\d)\.pathway0_res(\d+)\.", lambda m: f"layer{int(m[1]) - 1}.{m[2]}."), *BRANCH_BLOCK_RULES]
+    assert rename_key("s2.pathway0_res0.branch2.a_bn.weight", rules) == "layer1.0.bn1.weight"
+    assert rename_key("blocks.1.res_blocks.0.branch1_conv.weight", BRANCH_BLOCK_RULES) == \
+        "blocks.1.res_blocks.0.downsample.0.weight"
+    assert rename_key("fc.weight", rules) == "fc.weight"
+    assert rename_key("a.b", [(r"^a\.", "x."), (r"^x\.", "y.")]) == "y.b"
 
 
 def test_pickled_code_is_refused(tmp_path):

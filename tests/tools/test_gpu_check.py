@@ -34,14 +34,39 @@ def test_gpu_check_dry_run(tmp_path):
     assert data["jpeg"]["cpu_1_workers_fps"] > 0 and data["cuda_tests"]["returncode"] in (0, 5)
 
 
-def test_gpu_check_installs_missing_packages_from_wheels_only(tmp_path, monkeypatch):
-    # Without the network: pip gets --no-index --find-links DIR --no-deps and the folder's distributions that
-    # are not installed, nothing else.
+def _gpu_check():
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import gpu_check
     finally:
         sys.path.pop(0)
+    return gpu_check
+
+
+def test_stopwatch_times_the_block_and_drains_the_gpu_queue_at_both_ends(monkeypatch):
+    # Every figure of the check is timed by this one helper: a CUDA block is only over when its queue is.
+    import time
+
+    import torch
+
+    gpu_check = _gpu_check()
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: events.append("sync"))
+    with gpu_check.Stopwatch(cuda=True) as sw:
+        events.append("work")
+        time.sleep(0.05)
+    assert events == ["sync", "work", "sync"]
+    assert 0.05 <= sw.seconds < 5
+    events.clear()
+    with gpu_check.Stopwatch() as cpu:
+        events.append("work")
+    assert events == ["work"] and 0 <= cpu.seconds < sw.seconds
+
+
+def test_gpu_check_installs_missing_packages_from_wheels_only(tmp_path, monkeypatch):
+    # Without the network: pip gets --no-index --find-links DIR --no-deps and the folder's distributions that
+    # are not installed, nothing else.
+    gpu_check = _gpu_check()
     calls = []
     monkeypatch.setattr(gpu_check.importlib.util, "find_spec", lambda name: None if name == "coloredlogs" else 1)
     monkeypatch.setattr(gpu_check.subprocess, "run", lambda cmd, check: calls.append(cmd))

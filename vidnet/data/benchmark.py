@@ -57,6 +57,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -382,8 +383,9 @@ def read_hdf5_frames(ds: Any, frames: Sequence[int] | np.ndarray) -> np.ndarray:
     return out[np.searchsorted(unique, idx)]
 
 
-class _Hdf5Dataset(VideoClipDataset):
-    """Raw uint8 frames in HDF5: nothing to decode."""
+class _Hdf5Files(VideoClipDataset):
+    """One ``.h5`` file per video under ``folder``, its frames in the dataset ``video``. Files stay open in a
+    per-worker LRU, as the stores do; whatever the layout, a frame the file lacks is a clip error (``short``)."""
 
     def __init__(self, root: Path, *, folder: Path, **kw: Any) -> None:
         super().__init__(root, **kw)
@@ -393,20 +395,23 @@ class _Hdf5Dataset(VideoClipDataset):
     def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         row = self.rows[index]
         with self._clip_errors(row):
-            return read_hdf5_frames(self.files.get(self.folder / f"{row.path}.h5")["video"], frames)
+            return self._read(row, self.files.get(self.folder / f"{row.path}.h5")["video"], frames, out)
+
+    def _read(self, row: IndexRow, video: Any, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError
 
 
-class _Hdf5JpegDataset(VideoClipDataset):
+class _Hdf5Dataset(_Hdf5Files):
+    """Raw uint8 frames ``[T, H, W, 3]`` in HDF5: nothing to decode."""
+
+    def _read(self, row: IndexRow, video: Any, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
+        return read_hdf5_frames(video, frames)
+
+
+class _Hdf5JpegDataset(_Hdf5Files):
     """JPEG bytes in an HDF5 variable-length uint8 dataset, one element per frame (3D-ResNets-PyTorch)."""
 
-    def __init__(self, root: Path, *, folder: Path, **kw: Any) -> None:
-        super().__init__(root, **kw)
-        self.folder = folder
-        self.files = _ProcessLRU(self.max_open, _open_h5)
-
-    def read_frames(self, index: int, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
-        row = self.rows[index]
-        video = self.files.get(self.folder / f"{row.path}.h5")["video"]
+    def _read(self, row: IndexRow, video: Any, frames: np.ndarray, out: tuple[int, int]) -> np.ndarray:
         return _decode_jpegs(self, row, frames, out, lambda unique: [video[i] for i in unique])
 
 
@@ -435,36 +440,34 @@ def _make_jpg(args: tuple[Path, Path]) -> int:
     return total
 
 
-def _make_hdf5(args: tuple[Path, Path]) -> int:
+def _make_h5(fill: Callable[[Any, FrameStore], None], args: tuple[Path, Path]) -> int:
+    """Write the ``.h5`` copy ``out`` of the store ``store_dir`` once, through a temporary name, with
+    ``fill(h5_file, store)``; its size in bytes."""
     import h5py
 
     store_dir, out = args
     if not out.is_file():
         with FrameStore(store_dir) as store:
-            frames = store.get_frames(range(len(store)))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("video", data=frames, chunks=(1, *frames.shape[1:]))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(f".{out.name}.tmp")
+            with h5py.File(tmp, "w") as f:
+                fill(f, store)
         os.replace(tmp, out)
     return out.stat().st_size
 
 
-def _make_hdf5_jpeg(args: tuple[Path, Path]) -> int:
+def _fill_hdf5(f: Any, store: FrameStore) -> None:
+    frames = store.get_frames(range(len(store)))
+    f.create_dataset("video", data=frames, chunks=(1, *frames.shape[1:]))
+
+
+def _fill_hdf5_jpeg(f: Any, store: FrameStore) -> None:
     import h5py
 
-    store_dir, out = args
-    if not out.is_file():
-        with FrameStore(store_dir) as store:
-            blobs = store.get_bytes(range(len(store)))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        with h5py.File(tmp, "w") as f:
-            video = f.create_dataset("video", (len(blobs),), dtype=h5py.vlen_dtype(np.uint8))
-            for i, blob in enumerate(blobs):
-                video[i] = np.frombuffer(blob, np.uint8)
-        os.replace(tmp, out)
-    return out.stat().st_size
+    blobs = store.get_bytes(range(len(store)))
+    video = f.create_dataset("video", (len(blobs),), dtype=h5py.vlen_dtype(np.uint8))
+    for i, blob in enumerate(blobs):
+        video[i] = np.frombuffer(blob, np.uint8)
 
 
 def _make_video(args: tuple[Path, Path]) -> int:
@@ -481,7 +484,8 @@ def _make_video(args: tuple[Path, Path]) -> int:
     return out.stat().st_size
 
 
-_BUILDERS = {"jpg": (_make_jpg, ""), "hdf5": (_make_hdf5, ".h5"), "hdf5-jpeg": (_make_hdf5_jpeg, ".h5"),
+_BUILDERS = {"jpg": (_make_jpg, ""), "hdf5": (partial(_make_h5, _fill_hdf5), ".h5"),
+             "hdf5-jpeg": (partial(_make_h5, _fill_hdf5_jpeg), ".h5"),
              "video": (_make_video, ".mp4")}
 
 

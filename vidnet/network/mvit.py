@@ -23,7 +23,6 @@ Checkpoints of PySlowFast (``model_state``) and torchvision load through
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn as nn
 from vidnet.network._registry import register_model
 from vidnet.network.layers.drop_path import DropPath
 from vidnet.network.layers.pooling_attention import PoolingAttention, pool_tokens
+from vidnet.network.weights import KeyRule, rename_key
 
 __all__ = ["MViTV2", "MultiscaleBlock", "mvit_v2"]
 
@@ -169,15 +169,14 @@ class MViTV2(nn.Module):
         """
         out = {}
         for key, value in state_dict.items():
-            for pattern, repl in _MVIT_RULES:
-                key = re.sub(pattern, repl, key)
+            key = rename_key(key, _MVIT_RULES)
             if key == "cls_token" and value.dim() == 1:
                 value = value.reshape(1, 1, -1)
             out[key] = value
         return out
 
 
-_MVIT_RULES: list[tuple[str, str]] = [
+_MVIT_RULES: list[KeyRule] = [
     (r"^head\.projection\.", "fc."),
     (r"^conv_proj\.", "patch_embed.proj."),
     (r"^pos_encoding\.class_token$", "cls_token"),

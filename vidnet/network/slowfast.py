@@ -19,15 +19,15 @@ Checkpoints of PySlowFast, PyTorchVideo (hub) and MMAction2 load through
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 import torch
 import torch.nn as nn
 
 from vidnet.network._registry import register_model
-from vidnet.network.layers.bottleneck3d import MMACTION_BLOCK_RULES, Bottleneck3d
+from vidnet.network.layers.bottleneck3d import BRANCH_BLOCK_RULES, MMACTION_BLOCK_RULES, Bottleneck3d, zero_last_norms_
 from vidnet.network.layers.init import init_video_weights_
+from vidnet.network.weights import KeyRule, rename_key
 
 __all__ = ["SlowFast", "slowfast", "slow_frames"]
 
@@ -144,9 +144,7 @@ class SlowFast(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(slow_w * 32 + fast_w * 32, num_classes)
         init_video_weights_(self)
-        for m in self.modules():
-            if isinstance(m, Bottleneck3d):
-                nn.init.zeros_(m.last_norm().weight)
+        zero_last_norms_(self)
 
     def pathways(self, x: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         """``[slow, fast]`` inputs from a fast-rate clip (or the pair itself)."""
@@ -196,7 +194,7 @@ class SlowFast(nn.Module):
             if key.startswith("cls_head.fc_cls.weight"):
                 fast = self.fc.in_features - self.slow.layer4[-1].bn3.num_features
                 value = torch.cat([value[:, fast:], value[:, :fast]], dim=1)
-            out[_slowfast_key(key)] = value
+            out[rename_key(key, _SLOWFAST_RULES)] = value
         return out
 
 
@@ -204,18 +202,7 @@ def _path(p: str) -> str:
     return ("slow", "fast")[int(p)]
 
 
-_BLOCK_RULES: list[tuple[str, object]] = [
-    (r"\.branch1\.", ".downsample.0."),
-    (r"\.branch1_bn\.", ".downsample.1."),
-    (r"\.branch1_conv\.", ".downsample.0."),
-    (r"\.branch1_norm\.", ".downsample.1."),
-    (r"\.branch2\.([abc])\.", lambda m: f".conv{'abc'.index(m[1]) + 1}."),
-    (r"\.branch2\.([abc])_bn\.", lambda m: f".bn{'abc'.index(m[1]) + 1}."),
-    (r"\.branch2\.conv_([abc])\.", lambda m: f".conv{'abc'.index(m[1]) + 1}."),
-    (r"\.branch2\.norm_([abc])\.", lambda m: f".bn{'abc'.index(m[1]) + 1}."),
-]
-
-_SLOWFAST_RULES: list[tuple[str, object]] = [
+_SLOWFAST_RULES: list[KeyRule] = [
     # PySlowFast
     (r"^s1\.pathway([01])_stem\.conv\.", lambda m: f"{_path(m[1])}.stem.0."),
     (r"^s1\.pathway([01])_stem\.bn\.", lambda m: f"{_path(m[1])}.stem.1."),
@@ -239,14 +226,8 @@ _SLOWFAST_RULES: list[tuple[str, object]] = [
     (r"^backbone\.(slow|fast)_path\.(layer\d)", r"\1.\2"),
     (r"^cls_head\.fc_cls\.", "fc."),
     *MMACTION_BLOCK_RULES,
-    *_BLOCK_RULES,
+    *BRANCH_BLOCK_RULES,
 ]
-
-
-def _slowfast_key(key: str) -> str:
-    for pattern, repl in _SLOWFAST_RULES:
-        key = re.sub(pattern, repl, key)
-    return key
 
 
 def slowfast(*, num_classes: int = 400, **options) -> SlowFast:

@@ -30,7 +30,8 @@ What is recognised:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +42,22 @@ from vidnet._log import get_logger
 from vidnet.checkpoint import CheckpointError, check_labels, check_meta, is_vidnet, read_file
 from vidnet.errors import UsageError
 
-__all__ = ["LoadReport", "LoadedModel", "WeightFile", "apply_architecture", "load_model", "load_weights",
-           "read_state_dict", "read_weight_file"]
+__all__ = ["KeyRule", "LoadReport", "LoadedModel", "WeightFile", "apply_architecture", "load_model", "load_weights",
+           "read_state_dict", "read_weight_file", "rename_key"]
 
 _log = get_logger(__name__)
 _WRAPPER_KEYS = ("state_dict", "model_state", "model_state_dict", "model")
 _PREFIXES = ("module.", "_orig_mod.")
+
+KeyRule = tuple[str, str | Callable[[re.Match[str]], str]]
+"""``(pattern, replacement)`` for ``re.sub``: one step of a ``remap_original_state_dict`` key layout."""
+
+
+def rename_key(key: str, rules: Sequence[KeyRule]) -> str:
+    """``key`` after every rule in order (each rule sees the previous one's result); unmatched keys pass unchanged."""
+    for pattern, repl in rules:
+        key = re.sub(pattern, repl, key)
+    return key
 
 
 @dataclass

@@ -23,15 +23,15 @@ Checkpoints of the PySlowFast, PyTorchVideo (hub) and MMAction2 code load throug
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 import torch.nn as nn
 
 from vidnet.network._registry import register_model
-from vidnet.network.layers.bottleneck3d import MMACTION_BLOCK_RULES, Bottleneck3d
+from vidnet.network.layers.bottleneck3d import BRANCH_BLOCK_RULES, MMACTION_BLOCK_RULES, Bottleneck3d, zero_last_norms_
 from vidnet.network.layers.init import init_video_weights_
 from vidnet.network.layers.squeeze_excitation import round_width
+from vidnet.network.weights import KeyRule, rename_key
 
 __all__ = ["X3D", "x3d", "X3D_SIZES"]
 
@@ -122,9 +122,7 @@ class X3D(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(head_width, num_classes)
         init_video_weights_(self)
-        for m in self.modules():
-            if isinstance(m, Bottleneck3d):
-                nn.init.zeros_(m.last_norm().weight)
+        zero_last_norms_(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's map ``B x C x T x H/32 x W/32`` of a clip ``B x 3 x T x H x W``."""
@@ -153,7 +151,7 @@ class X3D(nn.Module):
         """
         out: dict[str, torch.Tensor] = {}
         for key, value in state_dict.items():
-            key = _x3d_key(key)
+            key = rename_key(key, _X3D_RULES)
             if key == "lin5.weight" and value.dim() == 2:  # MMAction2's head applies it as a linear layer
                 value = value[:, :, None, None, None]
             out[key] = value
@@ -165,16 +163,12 @@ class X3D(nn.Module):
         return out
 
 
-_X3D_RULES: list[tuple[str, str]] = [
+_X3D_RULES: list[KeyRule] = [
     # PySlowFast
     (r"^s1\.pathway0_stem\.conv_xy\.", "stem.conv_xy."),
     (r"^s1\.pathway0_stem\.conv\.", "stem.conv_t."),
     (r"^s1\.pathway0_stem\.bn\.", "stem.bn."),
     (r"^s(\d)\.pathway0_res(\d+)\.", lambda m: f"layer{int(m[1]) - 1}.{m[2]}."),
-    (r"\.branch1\.", ".downsample.0."),
-    (r"\.branch1_bn\.", ".downsample.1."),
-    (r"\.branch2\.([abc])\.", lambda m: f".conv{'abc'.index(m[1]) + 1}."),
-    (r"\.branch2\.([abc])_bn\.", lambda m: f".bn{'abc'.index(m[1]) + 1}."),
     (r"\.branch2\.se\.", ".se."),
     (r"^head\.conv_5\.", "conv5."),
     (r"^head\.conv_5_bn\.", "bn5."),
@@ -185,17 +179,15 @@ _X3D_RULES: list[tuple[str, str]] = [
     (r"^blocks\.0\.conv\.conv_xy\.", "stem.conv_t."),
     (r"^blocks\.0\.norm\.", "stem.bn."),
     (r"^blocks\.([1-4])\.res_blocks\.(\d+)\.", lambda m: f"layer{m[1]}.{m[2]}."),
-    (r"\.branch1_conv\.", ".downsample.0."),
-    (r"\.branch1_norm\.", ".downsample.1."),
-    (r"\.branch2\.conv_([abc])\.", lambda m: f".conv{'abc'.index(m[1]) + 1}."),
     (r"\.branch2\.norm_b\.0\.", ".bn2."),
     (r"\.branch2\.norm_b\.1\.block\.0\.", ".se.fc1."),
     (r"\.branch2\.norm_b\.1\.block\.2\.", ".se.fc2."),
-    (r"\.branch2\.norm_([ac])\.", lambda m: f".bn{'abc'.index(m[1]) + 1}."),
     (r"^blocks\.5\.pool\.pre_conv\.", "conv5."),
     (r"^blocks\.5\.pool\.pre_norm\.", "bn5."),
     (r"^blocks\.5\.pool\.post_conv\.", "lin5."),
     (r"^blocks\.5\.proj\.", "fc."),
+    # Both: their bottlenecks' branch names (after PyTorchVideo's norm_b, which also holds the SE)
+    *BRANCH_BLOCK_RULES,
     # MMAction2 (ConvModule keeps its convolution and norm as .conv and .bn)
     (r"^backbone\.conv1_s\.conv\.", "stem.conv_xy."),
     (r"^backbone\.conv1_t\.conv\.", "stem.conv_t."),
@@ -208,12 +200,6 @@ _X3D_RULES: list[tuple[str, str]] = [
     (r"^cls_head\.fc1\.", "lin5."),
     (r"^cls_head\.fc2\.", "fc."),
 ]
-
-
-def _x3d_key(key: str) -> str:
-    for pattern, repl in _X3D_RULES:
-        key = re.sub(pattern, repl, key)
-    return key
 
 
 def _identity_norm(own: dict[str, torch.Tensor], prefix: str, eps: float) -> dict[str, torch.Tensor]:

@@ -19,10 +19,27 @@ import torch
 import torch.nn as nn
 
 from vidnet.network.layers.squeeze_excitation import SqueezeExcitation3d
+from vidnet.network.weights import KeyRule
 
-__all__ = ["Bottleneck3d", "MMACTION_BLOCK_RULES"]
+__all__ = ["Bottleneck3d", "BRANCH_BLOCK_RULES", "MMACTION_BLOCK_RULES", "zero_last_norms_"]
 
-MMACTION_BLOCK_RULES: list[tuple[str, str]] = [
+BRANCH_BLOCK_RULES: list[KeyRule] = [
+    # PySlowFast
+    (r"\.branch1\.", ".downsample.0."),
+    (r"\.branch1_bn\.", ".downsample.1."),
+    (r"\.branch2\.([abc])\.", lambda m: f".conv{'abc'.index(m[1]) + 1}."),
+    (r"\.branch2\.([abc])_bn\.", lambda m: f".bn{'abc'.index(m[1]) + 1}."),
+    # PyTorchVideo
+    (r"\.branch1_conv\.", ".downsample.0."),
+    (r"\.branch1_norm\.", ".downsample.1."),
+    (r"\.branch2\.conv_([abc])\.", lambda m: f".conv{'abc'.index(m[1]) + 1}."),
+    (r"\.branch2\.norm_([abc])\.", lambda m: f".bn{'abc'.index(m[1]) + 1}."),
+]
+"""Key renames from PySlowFast's (``branch1[_bn]``, ``branch2.{a,b,c}[_bn]``) and PyTorchVideo's
+(``branch1_{conv,norm}``, ``branch2.{conv,norm}_{a,b,c}``) bottlenecks to :class:`Bottleneck3d`'s. A model
+whose blocks nest more under these names (X3D's SE in PyTorchVideo's ``norm_b``) renames those keys first."""
+
+MMACTION_BLOCK_RULES: list[KeyRule] = [
     (r"\.conv([123])\.conv\.", r".conv\1."),
     (r"\.conv([123])\.bn\.", r".bn\1."),
     (r"\.downsample\.conv\.", ".downsample.0."),
@@ -96,3 +113,11 @@ class Bottleneck3d(nn.Module):
     def last_norm(self) -> nn.Module:
         """The norm closing the residual branch (zeroed at initialisation, as the SlowFast/X3D code does)."""
         return self.bn3
+
+
+def zero_last_norms_(model: nn.Module) -> None:
+    """Zero the closing norm's weight of every :class:`Bottleneck3d` in ``model``, so that each block starts
+    as the identity (the SlowFast/X3D code's initialisation, after the usual one)."""
+    for m in model.modules():
+        if isinstance(m, Bottleneck3d):
+            nn.init.zeros_(m.last_norm().weight)
