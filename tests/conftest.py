@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
+
+# A shell that starts pytest in the background (`pytest &` in a script) makes it ignore SIGINT, and every
+# subprocess a test starts inherits that: the tests that press Ctrl-C on a `vidnet` process would then see it
+# run on to the end. Ctrl-C behaves here as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True, scope="session")

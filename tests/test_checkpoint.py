@@ -267,3 +267,17 @@ def test_upgrade_refuses_with_one_line_what_it_cannot_write(tiny_checkpoint, tmp
     r = CliRunner().invoke(app, ["checkpoint", "upgrade", str(legacy), "--trust", "--out", str(tmp_path / "new.pth")])
     assert r.exit_code == 1 and "Traceback" not in r.output and "cannot be read back" in r.output
     assert not (tmp_path / "new.pth").exists()
+
+
+def test_a_run_at_zero_accuracy_still_saves_best_and_restores_the_thread_count(tiny_dataset, tmp_path, monkeypatch):
+    """best.pth is the best validation so far, also when that is 0 % (it was never written then); training with
+    loader workers lowers torch's thread count for its duration only."""
+    import vidnet.train.loop as loop
+
+    monkeypatch.setattr(loop, "_validate", lambda run, epoch: {"loss": 1.0, "top1": 0.0, "top5": 0.0})
+    threads = torch.get_num_threads()
+    r = CliRunner().invoke(app, ["train", "-n", "tiny_3d", "--dataset", str(tiny_dataset), "--model-dir",
+                                 str(tmp_path), *TINY[:-2], "--end-epoch", "1", "--workers", "1"])
+    assert r.exit_code == 0 and "(best 0.00%)" in r.output, r.output
+    assert (tmp_path / tiny_dataset.name / "tiny_3d" / "checkpoints" / "best.pth").is_file()
+    assert torch.get_num_threads() == threads

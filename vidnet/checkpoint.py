@@ -312,6 +312,9 @@ def check_training(obj: Mapping[str, Any], path: Any) -> None:
     if not (isinstance(opt, Mapping) and isinstance(opt.get("state"), Mapping)
             and isinstance(opt.get("param_groups"), list)):
         raise _bad(path, "optimizer", "is not an optimizer state")
+    best = obj.get("best_top1")
+    if best is not None and not (isinstance(best, int | float) and not isinstance(best, bool) and 0 <= best <= 1):
+        raise _bad(path, "best_top1", f"= {best!r} is not an accuracy")
     sums = obj.get("epoch_sums")
     if sums is not None and not (isinstance(sums, list) and len(sums) == 4 and all(
             isinstance(v, int | float) for v in sums)):

@@ -155,3 +155,12 @@ def test_report_best_epoch_is_the_trainers(tmp_path):
             best, kept = top1, epoch
     md = write_summary(read_run(run), run / "report.md").read_text()
     assert kept == 1 and "- best epoch: 1 (val top-1 80.00%, loss 1.0000" in md
+
+
+def test_the_first_validation_is_the_best_so_far_even_at_zero():
+    """A run whose validations all score 0 % still has a best epoch (and the trainer a best.pth): the first one;
+    later ties keep it, NaN never wins."""
+    from vidnet.eval.metrics import best_index, improves_best
+
+    assert improves_best(0.0, None) and not improves_best(float("nan"), None)
+    assert best_index([0.0, 0.0]) == 0 and best_index([float("nan"), 0.0, 0.5, 0.5]) == 2 and best_index([]) is None

@@ -214,16 +214,19 @@ def summarize(
                    best=best, worst=worst, confused=most_confused_pairs(cm, rank))
 
 
-def improves_best(top1: float, best: float) -> bool:
-    """The one rule for a run's best epoch (the trainer's ``best.pth``, the report's "best epoch"): a validation
-    is the new best when its top-1 is strictly higher than every earlier one's, so a tie keeps the earlier epoch
-    and NaN never wins. ``best`` starts at 0: an epoch at 0 % top-1 is never the best."""
-    return top1 > best
+def improves_best(top1: float, best: float | None) -> bool:
+    """The one rule for a run's best epoch (the trainer's ``best.pth``, the report's "best epoch"): the first
+    validation is the best so far (``best`` None), whatever its top-1, so every validated run has a ``best.pth``;
+    a later one is the new best when its top-1 is strictly higher, so a tie keeps the earlier epoch. NaN never
+    wins."""
+    return top1 == top1 and (best is None or top1 > best)
 
 
 def best_index(top1: Sequence[float]) -> int | None:
-    """Index of the best of successive validations under `improves_best`; None when none improves on 0."""
-    best, index = 0.0, None
+    """Index of the best of successive validations under `improves_best`; None when there is none (no
+    validation, or only NaN)."""
+    best: float | None = None
+    index = None
     for i, value in enumerate(top1):
         if improves_best(value, best):
             best, index = value, i

@@ -59,7 +59,7 @@ class TrainResult:
     """Optimizer steps taken in total (resumed runs count the earlier ones)."""
     val: dict[str, float] = field(default_factory=dict)
     """Last validation metrics (loss, top1, top5 as fractions)."""
-    best_top1: float = 0.0
+    best_top1: float | None = None  # no validation yet
     wall_s: float = 0.0
     stopped: str | None = None
     """Why the run stopped before the end (``max_steps``, ``interrupted``), or None."""
@@ -110,7 +110,7 @@ class _Run:
     start_epoch: int = 0
     start_iter: int = 0
     step: int = 0
-    best_top1: float = 0.0
+    best_top1: float | None = None  # no validation yet
     resumed_sums: Any = None
     lr: float = 0.0
     """The learning rate of the latest step (logged with validation)."""
@@ -148,6 +148,7 @@ def train(
             out of memory, a missing, unsafe or mismatched checkpoint.
     """
     t_start = time.perf_counter()
+    threads = torch.get_num_threads()  # _setup may lower it for the loader workers; restored at the end
     dist = distributed.setup(cfg.run.gpus)
     failed = False
     previous_handler = None
@@ -185,6 +186,7 @@ def train(
         raise
     finally:
         signal.signal(signal.SIGINT, previous_handler) if previous_handler is not None else None
+        torch.set_num_threads(threads)
         if run is not None:
             run.sinks.close()
         result.wall_s = time.perf_counter() - t_start
@@ -358,7 +360,7 @@ def _restore(state: dict[str, Any] | None, path: Path | None, cfg: TrainConfig, 
              model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
              ema: Any) -> dict[str, Any]:
     """Resume: weights, optimizer, scaler, EMA, RNG states; returns the position."""
-    position = {"start_epoch": 0, "start_iter": 0, "step": 0, "best_top1": 0.0, "resumed_sums": None}
+    position = {"start_epoch": 0, "start_iter": 0, "step": 0, "best_top1": None, "resumed_sums": None}
     if state is None:
         return position
     _check_compatible(state, cfg, labels, path)
@@ -378,7 +380,7 @@ def _restore(state: dict[str, Any] | None, path: Path | None, cfg: TrainConfig, 
         ema.load_state_dict(state["ema"])
     sums = state.get("epoch_sums")
     position.update(start_epoch=state["epoch"], start_iter=state["iteration"], step=state["step"],
-                    best_top1=state.get("best_top1", 0.0), resumed_sums=None if sums is None else np.array(sums))
+                    best_top1=state.get("best_top1"), resumed_sums=None if sums is None else np.array(sums))
     ckpt_io.set_rng_state(state["rng"])
     log.info(f"resumed from {path}: epoch {state['epoch']}, iteration {state['iteration']}, step {state['step']}")
     return position
