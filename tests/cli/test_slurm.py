@@ -82,8 +82,10 @@ def test_slurm_train_local_requeued_after_the_signal_resumes_to_the_same_weights
     requeued (``checkpoint()``) and resumes with ``--resume auto``; its weights equal an uninterrupted run's."""
     pytest.importorskip("submitit")
     args = [*TINY, "--dataset", str(tiny_dataset)]
-    plain = CliRunner().invoke(app, ["train", *args, "--model-dir", str(tmp_path / "plain")])
-    assert plain.exit_code == 0, plain.output
+    # The uninterrupted run in a process of its own too, so both compute with a fresh process's thread count.
+    plain = subprocess.run([sys.executable, "-m", "vidnet", "train", *args, "--model-dir", str(tmp_path / "plain")],
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
     proc = subprocess.Popen([sys.executable, "-m", "vidnet", "slurm", "train", "--cluster", "local", "--gpus-per-node",
                              "0", "--cpus-per-task", "1", "--logs", str(tmp_path / "logs"), "--", *args,
                              "--model-dir", str(tmp_path / "slurm")], stdout=subprocess.PIPE,
