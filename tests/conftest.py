@@ -66,3 +66,24 @@ def tiny_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
     path = result.run_dir / "checkpoints" / "ep-0001.pth"
     assert path.is_file()
     return path
+
+
+@pytest.fixture
+def frozen_pretrained_weights(tiny_dataset: Path, tmp_path: Path):
+    """``vidnet train -n NETWORK --pretrained-3d FILE`` on `tiny_dataset` for one optimizer step at a learning
+    rate of 1e-30 (clip 4 x SIZE): the weights the run started from, as its first checkpoint saved them."""
+    from typer.testing import CliRunner
+
+    from vidnet.checkpoint import load_training
+    from vidnet.cli import app
+
+    def run(network: str, pretrained: Path, clip_size: int) -> dict:
+        r = CliRunner().invoke(app, ["train", "-n", network, "--dataset", str(tiny_dataset), "--model-dir",
+                                     str(tmp_path / "runs"), "--pretrained-3d", str(pretrained), "--clip-length", "4",
+                                     "--clip-size", str(clip_size), "--batch-size", "2", "--workers", "0",
+                                     "--no-tensorboard", "--max-steps", "1", "--lr-base", "1e-30", "--optimizer", "sgd",
+                                     "--weight-decay", "0", "--train-frame-interval", "1", "--val-frame-interval", "1"])
+        assert r.exit_code == 0, r.output
+        return load_training(next((tmp_path / "runs").rglob("ep-*.pth")))["model"]
+
+    return run

@@ -126,25 +126,14 @@ def test_checkpoint_file_of_each_ecosystem_loads_through_the_door(fixture, tmp_p
 
 
 @pytest.mark.slow
-def test_cli_fine_tunes_x3d_from_a_pyslowfast_checkpoint(tiny_dataset, tmp_path):
+def test_cli_fine_tunes_x3d_from_a_pyslowfast_checkpoint(frozen_pretrained_weights, tmp_path):
     """``vidnet train --pretrained-3d FILE --network x3d_xs``: the Kinetics weights fill the trunk, the head is new."""
-    from typer.testing import CliRunner
-
-    from vidnet.checkpoint import load_training
-    from vidnet.cli import app
-
     fx = load_parity_fixture("x3d_xs.pyslowfast")
     path = tmp_path / "x3d_xs.pyth"
     torch.save({"model_state": parity_state_dict(fx)}, path)
     reference = create_model("x3d_xs", num_classes=fx["num_classes"])
     load_weights(reference, path)
-    r = CliRunner().invoke(app, ["train", "-n", "x3d_xs", "--dataset", str(tiny_dataset), "--model-dir",
-                                 str(tmp_path / "runs"), "--pretrained-3d", str(path), "--clip-length", "4",
-                                 "--clip-size", "32", "--batch-size", "2", "--workers", "0", "--no-tensorboard",
-                                 "--max-steps", "1", "--lr-base", "1e-30", "--optimizer", "sgd",
-                                 "--weight-decay", "0", "--train-frame-interval", "1", "--val-frame-interval", "1"])
-    assert r.exit_code == 0, r.output
-    trained = load_training(next((tmp_path / "runs").rglob("ep-*.pth")))["model"]
+    trained = frozen_pretrained_weights("x3d_xs", path, clip_size=32)
     for key in ("stem.conv_xy.weight", "layer3.4.se.fc1.weight", "lin5.weight"):
         torch.testing.assert_close(trained[key], reference.state_dict()[key], rtol=0, atol=1e-6, msg=key)
     assert trained["fc.weight"].shape[0] != fx["num_classes"]  # the tiny dataset's classes: a new head

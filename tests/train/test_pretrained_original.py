@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from vidnet.checkpoint import load_training
-from vidnet.cli import app
 from vidnet.network import create_model
 from vidnet.network.weights import load_weights
 from vidnet.testing import load_parity_fixture, parity_state_dict
@@ -43,7 +40,7 @@ def test_every_parity_layout_loads_every_tensor(fixture, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_pretrained_3d_of_an_original_srtg_checkpoint_fills_the_sr_lstms(tiny_dataset, tmp_path):
+def test_cli_pretrained_3d_of_an_original_srtg_checkpoint_fills_the_sr_lstms(frozen_pretrained_weights, tmp_path):
     # Formerly only names that matched as they were loaded: the 64 SR LSTM tensors of the original layout
     # (renamed in vidnet) kept their initial values.
     fx, path = _original_file("srtg_r3d_18", tmp_path / "srtg.pth")
@@ -52,13 +49,6 @@ def test_cli_pretrained_3d_of_an_original_srtg_checkpoint_fills_the_sr_lstms(tin
                 if k in load_weights(reference, path).loaded and not k.startswith("fc.")}
     lstm = [k for k in expected if "lstm" in k.lower()]
     assert len(lstm) == 64
-    r = CliRunner().invoke(app, ["train", "-n", "srtg_r3d_18", "--dataset", str(tiny_dataset), "--model-dir",
-                                 str(tmp_path / "runs"), "--pretrained-3d", str(path), "--clip-length", "4",
-                                 "--clip-size", "16", "--batch-size", "2", "--workers", "0", "--no-tensorboard",
-                                 "--max-steps", "1", "--lr-base", "1e-30", "--optimizer", "sgd",
-                                 "--weight-decay", "0", "--train-frame-interval", "1", "--val-frame-interval", "1"])
-    assert r.exit_code == 0, r.output
-    ckpt = next((tmp_path / "runs").rglob("ep-*.pth"))
-    trained = load_training(ckpt)["model"]
+    trained = frozen_pretrained_weights("srtg_r3d_18", path, clip_size=16)
     for key in lstm:
         torch.testing.assert_close(trained[key], expected[key], rtol=0, atol=1e-6, msg=key)

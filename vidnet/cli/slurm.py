@@ -65,14 +65,18 @@ class ConvertShard:
         return DelayedSubmission(self, k)
 
 
-def _executor(submitit: Any, logs: Path, cluster: str | None, max_requeues: int | None = None) -> Any:
+def _cluster(submitit: Any, cluster: str | None) -> str:
+    """``--cluster``, checked; without it slurm where ``sbatch`` exists, else local (submitit's choice)."""
     if cluster not in (None, "slurm", "local", "debug"):
         raise UsageError(f"--cluster must be slurm, local or debug (got {cluster!r})")
+    return cluster or submitit.AutoExecutor.which()
+
+
+def _executor(submitit: Any, logs: Path, cluster: str, max_requeues: int | None = None) -> Any:
     extra = {} if max_requeues is None else {"slurm_max_num_timeout": max_requeues,
                                              "local_max_num_timeout": max_requeues}
     # One folder per job on SLURM; submitit's local executor would create the "%j" folder itself, unformatted.
-    per_job = (cluster or submitit.AutoExecutor.which()) == "slurm"
-    return submitit.AutoExecutor(folder=logs / "%j" if per_job else logs, cluster=cluster, **extra)
+    return submitit.AutoExecutor(folder=logs / "%j" if cluster == "slurm" else logs, cluster=cluster, **extra)
 
 
 @slurm_app.command("convert")
@@ -105,7 +109,7 @@ def convert(
     opts = {"short_side": short_side, "quality": quality, "fps": fps, "index": index.resolve() if index else None,
             "workers": cpus_per_task}
     ConvertOptions(**opts)  # bad options fail here, not in N tasks
-    executor = _executor(submitit, logs, cluster)
+    executor = _executor(submitit, logs, _cluster(submitit, cluster))
     executor.update_parameters(name="vidnet-convert", cpus_per_task=cpus_per_task, mem_gb=mem_gb,
                                timeout_min=timeout_min, slurm_array_parallelism=parallel)
     if partition:
@@ -289,19 +293,19 @@ def train(
         raise UsageError(f"--dataset {cfg.data.dataset}: no such folder here (the job's nodes read it at the same "
                          "path)")
     submitit = _submitit()
-    if (cluster or submitit.AutoExecutor.which()) in ("local", "debug"):  # checked before anything is written
+    cluster = _cluster(submitit, cluster)
+    if cluster in ("local", "debug"):  # checked before anything is written
         import torch
 
-        where = cluster or "local"
         if nodes > 1:
-            raise UsageError(f"--nodes {nodes}: --cluster {where} runs on this one machine")
+            raise UsageError(f"--nodes {nodes}: --cluster {cluster} runs on this one machine")
         if gpus_per_node > torch.cuda.device_count():
             raise UsageError(f"--gpus-per-node {gpus_per_node}: this machine has {torch.cuda.device_count()} CUDA "
-                             f"device(s) (--cluster {where} runs here; --gpus-per-node 0 trains on the CPU)")
+                             f"device(s) (--cluster {cluster} runs here; --gpus-per-node 0 trains on the CPU)")
     run = run_folder(cfg)
     from vidnet.checkpoint import CHECKPOINT_DIR, latest_checkpoint
 
-    earlier = latest_checkpoint(run / CHECKPOINT_DIR) if (run / CHECKPOINT_DIR).is_dir() else None
+    earlier = latest_checkpoint(run / CHECKPOINT_DIR)
     if earlier is not None and not continuing:
         raise UsageError(f"{run}: holds an earlier run ({earlier.name}); every attempt resumes its run folder, so "
                          "add --resume auto after -- to continue it, or give another --model-dir")
